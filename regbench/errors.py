@@ -1,0 +1,34 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """Bad input: an unknown option, a wrong type, an out-of-range value, missing data."""
+
+
+class ConfigError(UserError):
+    """The composed configuration is invalid."""
+
+
+class DataNotFound(UserError):
+    """A dataset's files are not on disk and cannot be downloaded."""
+
+
+def check_range(key: str, value, low=None, high=None, *, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+    """Raise a ConfigError naming ``key`` unless low ≤ value ≤ high (bounds optional, each inclusive or not).
+
+    Constructors call this with their own argument names; the builder that instantiates them
+    prefixes the config path, so the user reads ``regularizer.dropout.p=1.5 is out of range [0, 1)``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}={value!r} must be a number")
+    too_low = low is not None and (value < low or (value == low and not low_inclusive))
+    too_high = high is not None and (value > high or (value == high and not high_inclusive))
+    if too_low or too_high:
+        lo = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low}"
+        hi = "inf)" if high is None else f"{high}" + ("]" if high_inclusive else ")")
+        raise ConfigError(f"{key}={value} is out of range {lo}, {hi}")
+
+
+def check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, choices))}")
