@@ -15,7 +15,7 @@ from regbench.models import layers
 
 SIGNAL_MODELS = "logistic, mlp or cnn1d"
 IMAGE_MODELS = "cnn, alexnet_small, inception_small, resnet18 or wide_resnet (or logistic, mlp)"
-IMAGE_DATASETS = "digits, mnist, cifar10 or svhn"
+IMAGE_DATASETS = "digits, mnist, fashion_mnist, cifar10, cifar100 or svhn"
 RESIDUAL_MODELS = "resnet18 or wide_resnet"
 
 
