@@ -1,0 +1,231 @@
+"""The one place that turns config nodes into objects: data, model, regularizers, optimizer, schedule.
+
+Each builder checks its own keys and raises :class:`ConfigError` naming the full key, so
+:func:`check` can validate a whole configuration before anything is written or trained.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.config import one_line
+from regbench.data.base import DataSplits, prepare
+from regbench.data.corruption import INPUT_CORRUPTIONS
+from regbench.errors import ConfigError, UserError, check_choice, check_range
+from regbench.regularizers.base import Regularizer
+
+# Keys every dataset config has, consumed by regbench.data.base.prepare; the rest go to its loader.
+DATA_KEYS = ("name", "input_shape", "num_classes", "val_fraction", "n_train", "label_noise",
+             "input_corruption", "normalize", "split_seed", "corruption_seed")
+SCHEDULES = ("constant", "step", "cosine", "exponential")
+MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+
+@contextmanager
+def config_key(prefix: str):
+    """Prefix a ConfigError raised inside with the config path it concerns."""
+    try:
+        yield
+    except InstantiationException as e:  # Hydra wraps what a constructor raised
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(f"{prefix}.{cause}") from None
+        raise ConfigError(f"{prefix}: {one_line(cause or e)}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}.{e}") from None
+    except (TypeError, ValueError) as e:  # a constructor refused an argument
+        raise ConfigError(f"{prefix}: {one_line(e)}") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"trainer.device={name} but MPS is not available; use trainer.device=auto or cpu")
+    return device
+
+
+# ----------------------------------------------------------------------------------------- data
+
+def loader_kwargs(cfg_data: DictConfig) -> dict:
+    kwargs = OmegaConf.to_container(cfg_data, resolve=True)
+    for key in (*DATA_KEYS, "_target_"):
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def check_data(cfg_data: DictConfig) -> None:
+    d = cfg_data
+    with config_key("dataset"):
+        check_range("val_fraction", d.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
+        check_range("label_noise", d.label_noise, 0, 1)
+        check_choice("input_corruption", d.input_corruption, INPUT_CORRUPTIONS)
+        if d.n_train is not None:
+            _check_int("n_train", d.n_train, 1)
+    try:
+        loader = get_method(d._target_)
+    except Exception:
+        raise ConfigError(f"dataset._target_={d._target_} cannot be imported") from None
+    check_files = getattr(loader, "check", None)
+    if check_files is not None:
+        check_files(**loader_kwargs(d))  # raises DataNotFound with the folder and files expected
+
+
+def build_data(cfg_data: DictConfig, seed: int) -> DataSplits:
+    loader = get_method(cfg_data._target_)
+    raw = loader(**loader_kwargs(cfg_data))
+    if raw.num_classes != cfg_data.num_classes or tuple(raw.x_train.shape[1:]) != tuple(cfg_data.input_shape):
+        raise ConfigError(f"dataset {cfg_data.name}: loaded inputs {tuple(raw.x_train.shape[1:])} with {raw.num_classes} "
+                          f"classes, but its config declares input_shape={list(cfg_data.input_shape)}, num_classes={cfg_data.num_classes}")
+    corruption_seed = seed if cfg_data.corruption_seed is None else cfg_data.corruption_seed
+    return prepare(raw, val_fraction=cfg_data.val_fraction, n_train=cfg_data.n_train,
+                   label_noise=cfg_data.label_noise, input_corruption=cfg_data.input_corruption,
+                   normalize=cfg_data.normalize, split_seed=cfg_data.split_seed, corruption_seed=corruption_seed)
+
+
+# ---------------------------------------------------------------------------------- regularizers
+
+def build_regularizers(cfg_reg: DictConfig | None) -> list[Regularizer]:
+    """Instantiate the selected regularizers in the order the user listed them."""
+    regs = []
+    for name, node in (cfg_reg or {}).items():
+        if node is None:
+            continue
+        with config_key(f"regularizer.{name}"):
+            reg = instantiate(node, _convert_="all")
+        if not isinstance(reg, Regularizer):
+            raise ConfigError(f"regularizer.{name}._target_ must build a regbench Regularizer, got {type(reg).__name__}")
+        reg.name = name
+        regs.append(reg)
+    return regs
+
+
+def model_options(regs: list[Regularizer]) -> dict:
+    options: dict = {}
+    for reg in regs:
+        for key, value in reg.model_options().items():
+            if key in options and options[key] != value:
+                raise ConfigError(f"regularizers disagree on model.{key}: {options[key]!r} vs {value!r} (from {reg.name})")
+            options[key] = value
+    return options
+
+
+# ----------------------------------------------------------------------------------------- model
+
+def build_model(cfg_model: DictConfig, input_shape, num_classes: int, regs: list[Regularizer]) -> torch.nn.Module:
+    """The model, with the options regularizers ask for (``regularizer=[dropout]`` sets ``dropout=p``)."""
+    with config_key("model"):
+        return instantiate(cfg_model, in_shape=tuple(input_shape), num_classes=num_classes, **model_options(regs))
+
+
+# ----------------------------------------------------------------------------- optimizer, schedule
+
+def build_optimizer(cfg_opt: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    with config_key("optimizer"):
+        check_range("lr", cfg_opt.lr, 0, low_inclusive=False)
+        if "weight_decay" in cfg_opt:
+            raise ConfigError("weight_decay is not an optimizer option in regbench: use regularizer=[weight_decay] "
+                              "(decoupled, AdamW-style) or regularizer=[l2] (through the loss)")
+        # weight_decay=0 explicitly: torch's AdamW would otherwise decay by 0.01 behind the user's back.
+        return instantiate(cfg_opt, params=model.parameters(), weight_decay=0.0, _convert_="all")
+
+
+def build_scheduler(cfg_sched: DictConfig, optimizer, steps_per_epoch: int, max_epochs: int):
+    """A per-step LambdaLR: linear warmup over ``warmup_epochs`` then the named schedule.
+
+    One LambdaLR keeps the schedule a pure function of the step, so resuming restores it exactly.
+    """
+    s = cfg_sched
+    check_schedule(s)
+    warmup = s.get("warmup_epochs", 0) * steps_per_epoch
+    total = max_epochs * steps_per_epoch
+    base_lr = optimizer.param_groups[0]["lr"]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        epoch = step // steps_per_epoch
+        if s.name == "step":
+            return s.gamma ** (epoch // s.step_size)
+        if s.name == "exponential":
+            return s.gamma ** epoch
+        if s.name == "cosine":
+            t = (step - warmup) / max(1, total - warmup)
+            floor = s.min_lr / base_lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def check_schedule(s: DictConfig) -> None:
+    with config_key("scheduler"):
+        check_choice("name", s.name, SCHEDULES)
+        _check_int("warmup_epochs", s.get("warmup_epochs", 0), 0)
+        if s.name in ("step", "exponential"):
+            check_range("gamma", s.gamma, 0, 1, low_inclusive=False)
+        if s.name == "step":
+            _check_int("step_size", s.step_size, 1)
+        if s.name == "cosine":
+            check_range("min_lr", s.min_lr, 0)
+
+
+# ------------------------------------------------------------------------------------ the whole
+
+def check_trainer(t: DictConfig) -> None:
+    with config_key("trainer"):
+        _check_int("max_epochs", t.max_epochs, 1)
+        _check_int("batch_size", t.batch_size, 1)
+        _check_int("eval_batch_size", t.eval_batch_size, 1)
+        es = t.early_stopping
+        check_choice("early_stopping.monitor", es.monitor, MONITORS)
+        if es.patience is not None:
+            _check_int("early_stopping.patience", es.patience, 0)
+        check_range("early_stopping.min_delta", es.min_delta, 0)
+        if t.num_threads is not None:
+            _check_int("num_threads", t.num_threads, 1)
+        check_choice("progress", t.progress, ("auto", True, False))
+    if not (t.device == "auto" or str(t.device).split(":")[0] in ("cpu", "cuda", "mps")):
+        raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+
+
+def check(cfg: DictConfig) -> None:
+    """Validate a composed configuration without training or writing anything; raise UserError."""
+    _check_int("seed", cfg.seed, 0)
+    check_trainer(cfg.trainer)
+    resolve_device(cfg.trainer.device)
+    check_data(cfg.dataset)
+    check_schedule(cfg.scheduler)
+    if cfg.logger.name == "wandb":
+        check_choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
+    regs = build_regularizers(cfg.get("regularizer"))
+    shape, k = tuple(cfg.dataset.input_shape), cfg.dataset.num_classes
+    for reg in regs:
+        with config_key(f"regularizer.{reg.name}"):
+            reg.check(shape, k)
+    model = build_model(cfg.model, shape, k, regs)
+    try:
+        build_optimizer(cfg.optimizer, model)
+    except UserError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"optimizer: {e}") from None
+
+
+def _check_int(key: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value!r} must be a whole number ≥ {low}")
+    check_range(key, value, low)

@@ -1,0 +1,70 @@
+"""Finding, composing and checking configurations.
+
+The config folders live at the top of the repository (``conf/``, ``experiments/``) so users find
+them; a wheel carries them inside the package as ``regbench/conf``. :data:`CONFIG_DIR` is whichever
+exists, so regbench works from any working directory, installed editable or as a wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+_PACKAGE = Path(__file__).resolve().parent
+CONFIG_DIR = next(p for p in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if p.is_dir())
+
+# Keys that say where and how a run is recorded, not what is trained: they do not change its id.
+NON_IDENTITY_KEYS = ("name", "resume", "logger", "hydra", "trainer.device", "trainer.progress", "trainer.num_threads")
+
+
+def _dirname(override_dirname: str) -> str:
+    """A run directory name from the overrides that vary; ``default`` when there are none."""
+    name = override_dirname.replace("/", "_") or "default"
+    return name if len(name) <= 200 else name[:180] + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("regbench.dirname"):
+        OmegaConf.register_new_resolver("regbench.dirname", _dirname)
+
+
+register_resolvers()
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The resolved configuration as plain data, without Hydra's own node."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    return data
+
+
+def run_id(cfg: DictConfig) -> str:
+    """A deterministic id from what is trained: the resolved config, seed included, paths and logging excluded."""
+    data = to_container(cfg)
+    for key in NON_IDENTITY_KEYS:
+        node, *rest = key.split(".")
+        if rest and isinstance(data.get(node), dict):
+            data[node].pop(rest[0], None)
+        elif not rest:
+            data.pop(node, None)
+    blob = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def compose(overrides: list[str] = (), config_name: str = "config", return_hydra_config: bool = False) -> DictConfig:
+    """Compose the config as `regbench run` would, through Hydra's real composition (for tests and checks)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def one_line(message: str) -> str:
+    """Collapse a multi-line library message into one line for the terminal."""
+    return re.sub(r"\s+", " ", str(message)).strip()

@@ -1,0 +1,44 @@
+"""Weights & Biases, offline unless asked otherwise, so a run never waits on the network.
+
+Offline runs land in ``<run dir>/wandb/offline-run-*``; ``wandb sync <that folder>`` uploads them
+later. The W&B run id is kept in the checkpoint so a resumed run continues the same W&B run.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class WandbLogger:
+    def __init__(self, project: str, mode: str = "offline", entity: str | None = None, extra_tags=()):
+        self.project, self.entity, self.extra_tags = project, entity, list(extra_tags)
+        # The environment wins (WANDB_MODE=online on a machine with network); otherwise the config's mode.
+        self.mode = os.environ.get("WANDB_MODE") or mode
+        self.run = None
+        self.run_id: str | None = None
+
+    def start(self, *, run_dir, config: dict, group: str, name: str, tags: list[str], resume_id: str | None) -> None:
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
+            group=group, name=name, tags=list(dict.fromkeys([*tags, *self.extra_tags])), config=config,
+            id=resume_id, resume="allow" if resume_id else None, reinit="finish_previous",
+        )
+        self.run_id = self.run.id
+        self.run.define_metric("epoch")
+        self.run.define_metric("*", step_metric="epoch")
+
+    def log(self, row: dict) -> None:
+        if self.run is not None:
+            self.run.log(row)
+
+    def finish(self, result: dict) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
+        finally:
+            self.run.finish(exit_code=0 if result.get("status") in ("completed", "diverged") else 1)
+            self.run = None

@@ -1,0 +1,39 @@
+"""Helpers the tests share: compose the real config, shrink it, run the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Shrink every run: few epochs, a few hundred examples, no tracker unless a test asks for one.
+TINY = ["trainer.max_epochs=2", "dataset.n_train=200", "logger=none", "trainer.progress=false"]
+
+
+def compose(*overrides: str):
+    from regbench.config import compose as _compose
+
+    return _compose(list(overrides))
+
+
+def tiny(*overrides: str):
+    """A composed config shrunk to run in about a second on one CPU core."""
+    return compose(*TINY, *overrides)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`regbench ...` as a user types it, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd or REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def read_result(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "result.json").read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
