@@ -1,0 +1,1 @@
+"""Sweeps: collecting the runs of a multirun directory into tables (results), counting them (status)."""
