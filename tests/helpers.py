@@ -27,8 +27,10 @@ def tiny(*overrides: str):
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """`regbench ...` as a user types it, in a fresh interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None unsets a variable
     return subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd or REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env=full_env)
 
 
 def read_result(run_dir: Path) -> dict:

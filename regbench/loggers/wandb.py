@@ -21,6 +21,8 @@ class WandbLogger:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        if os.environ.get("WANDB_MODE") == "":
+            del os.environ["WANDB_MODE"]  # an empty value makes wandb refuse to start
         self.run = wandb.init(
             project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
             group=group, name=name, tags=list(dict.fromkeys([*tags, *self.extra_tags])), config=config,

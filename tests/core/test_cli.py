@@ -1,0 +1,87 @@
+"""The real command line in a subprocess: help, a run, and bad input refused before anything is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, read_result, run_cli
+
+FAST = ["trainer.max_epochs=1", "dataset.n_train=100", "logger=none", "trainer.num_threads=1"]
+
+
+def test_help_is_instant_and_imports_no_torch():
+    code = "import sys; from regbench.cli import main; main(['--help']); assert 'torch' not in sys.modules, 'torch imported'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "regbench run" in out.stdout and "report" in out.stdout
+
+
+def test_run_writes_a_result_and_prints_it(tmp_path):
+    out = run_cli("run", "model=mlp", *FAST, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "test" in out.stdout and "completed" in out.stdout
+    result = read_result(tmp_path / "run")
+    assert result["status"] == "completed" and result["epochs_run"] == 1
+    assert (tmp_path / "run" / "regbench.log").read_text().count("epoch 1/1") == 1
+
+
+def test_default_run_dir_is_named_by_overrides_and_reruns_are_not_retrained(tmp_path):
+    args = ("run", "model=mlp", *FAST)
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "outputs" / "default" / "runs").iterdir()
+    assert "model=mlp" in run_dir.name and "logger" not in run_dir.name
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "not retrained" in again.stdout + again.stderr
+    assert read_result(run_dir)["test_acc"] == read_result(run_dir)["test_acc"]
+
+
+BAD = [
+    (["model=nope"], "unknown model=nope; available:"),
+    (["optimizer.lr=-1"], "optimizer.lr=-1"),
+    (["optimizer.lr=abc"], "optimizer.lr='abc' must be a number"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 is out of range"),
+    (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5 must be a whole number"),
+    (["regularizer=[dropout]", "regularizer.dropout.p=1.5"], "regularizer.dropout.p=1.5 is out of range [0, 1)"),
+    (["trainer.no_such_key=1"], "trainer.no_such_key"),
+    (["dataset.label_noise=2"], "dataset.label_noise=2"),
+    (["dataset.input_corruption=blur"], "dataset.input_corruption='blur' is not one of"),
+    (["trainer.device=tpu"], "trainer.device='tpu'"),
+    (["seed=-1"], "seed=-1"),
+    (["optimizer.weight_decay=0.1"], "weight_decay"),
+    (["dataset=cifar10", "model=cnn"], "cifar10: no data in"),
+    (["-m", "seed=0,1", "optimizer.lr=0.1,-1"], "optimizer.lr=-1"),
+    (["--bogus"], "unknown flag"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, tmp_path):
+    out = run_cli("run", *args, "logger=none", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
+                  cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), out.stderr
+    assert message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run dir, no outputs/
+
+
+def test_bad_input_leaves_an_existing_run_untouched(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("run", "model=mlp", *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    out = run_cli("run", "model=mlp", *FAST, "optimizer.lr=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+
+
+def test_unknown_command_exits_2():
+    out = run_cli("train")
+    assert out.returncode == 2 and "unknown command" in out.stderr
+
+
+def test_config_inspection_flags_pass_through_to_hydra():
+    out = run_cli("run", "--cfg", "job", "model=mlp")
+    assert out.returncode == 0 and "_target_: regbench.models.mlp.MLP" in out.stdout
