@@ -168,6 +168,8 @@ def build_scheduler(cfg_sched: DictConfig, optimizer, steps_per_epoch: int, max_
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
         return 1.0
 
+    if s.name == "constant" and warmup == 0:
+        return None  # a constant rate needs no per-step call: the bare loop's speed
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

@@ -122,7 +122,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         ckpt = checkpoint.load(last_path, map_location=device)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
         for reg in regs:
             reg.load_state_dict(ckpt["regularizers"].get(reg.name, {}))
         stopper.load_state_dict(ckpt["early_stopping"])
@@ -159,7 +160,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
         def save_checkpoint():
             checkpoint.save_atomic({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
                 "regularizers": {r.name: r.state_dict() for r in regs}, "early_stopping": stopper.state_dict(),
                 "rng": checkpoint.rng_state(), "state": state,
             }, last_path)
@@ -193,7 +194,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                     for reg in hooks["before_step"]:
                         reg.before_step(model, optimizer)
                     optimizer.step()
-                    scheduler.step()
+                    if scheduler is not None:
+                        scheduler.step()
                     for reg in hooks["after_step"]:
                         reg.after_step(model)
                     loss_sum += loss.detach()
@@ -214,7 +216,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                     train_loss, train_acc = evaluate(m, x_train, y_train, t.eval_batch_size)
                     val_loss, val_acc = evaluate(m, data.x_val, data.y_val, t.eval_batch_size)
                     row = {"epoch": state["epoch"], "step": state["step"], "train_loss": train_loss, "train_acc": train_acc,
-                           "val_loss": val_loss, "val_acc": val_acc, "lr": scheduler.get_last_lr()[0],
+                           "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
                            "seconds": round(time.perf_counter() - wall_start, 3)}
                     if stopper.update(row[stopper.monitor], state["epoch"]):
                         checkpoint.save_atomic({"model": model.state_dict(), "epoch": state["epoch"],
