@@ -230,7 +230,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 save_checkpoint()  # first the checkpoint, then the logs: a kill in between loses no state
                 _append_jsonl(run_dir / METRICS_FILE, state["history"][-1])
                 logger.log(state["history"][-1])
-                log.info(_format_row(state["history"][-1], t.max_epochs))
+                log.info(_format_row(state["history"][-1], t.max_epochs), extra={"epoch_line": True})
                 if progress:
                     progress.update(task, completed=state["epoch"], metrics=_short(row))
 
@@ -336,6 +336,10 @@ def _progress(setting, max_epochs: int, start: int):
     show = sys.stderr.isatty() if setting == "auto" else bool(setting)
     if not show:
         return _NoProgress()
+    # The bar shows each epoch; the per-epoch log lines then go to the log file only.
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.addFilter(lambda record: not getattr(record, "epoch_line", False))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
