@@ -1,0 +1,39 @@
+"""The config is found however regbench is installed: from the source tree, or from a wheel in another directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+from helpers import REPO
+
+
+def test_wheel_carries_the_configs_and_runs_from_anywhere(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = (tmp_path / "dist").glob("regbench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"regbench/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*.yaml")}
+    assert expected and expected <= names, sorted(expected - names)[:5]
+
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import regbench, regbench.config as c; from regbench.config import compose; "
+            "print(regbench.__file__); print(c.CONFIG_DIR); print(compose(['model=mlp']).model._target_)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    module_file, config_dir, target = out.stdout.split()
+    assert module_file.startswith(str(site)) and config_dir == str(site / "regbench" / "conf")
+    assert target == "regbench.models.mlp.MLP"
+
+    out = subprocess.run([sys.executable, "-m", "regbench", "run", "model=mlp", "trainer.max_epochs=1", "dataset.n_train=100",
+                          "logger=none", "trainer.num_threads=1"], cwd=elsewhere, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    assert list((elsewhere / "outputs" / "default" / "runs").glob("*/result.json"))
