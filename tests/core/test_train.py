@@ -116,34 +116,34 @@ def test_another_config_in_the_same_dir_is_refused(tmp_path):
     assert read_result(tmp_path)["seed"] == 0
 
 
-def test_schedules_follow_their_definition():
-    from regbench import build
+def _lr_trace(scheduler: str, steps: int) -> list[float]:
+    """The learning rate at each of ``steps`` steps of SGD(lr=0.1), 10 steps per epoch, 100 epochs."""
     from helpers import compose
 
-    model = torch.nn.Linear(2, 2)
-    for sched, expect in [("exponential", lambda e: 0.95 ** e), ("step", lambda e: 0.1 ** (e // 30)),
-                          ("cosine", None), ("constant", lambda e: 1.0)]:
-        cfg = compose(f"scheduler={sched}", "optimizer=sgd", "optimizer.lr=0.1")
-        opt = build.build_optimizer(cfg.optimizer, model)
-        s = build.build_scheduler(cfg.scheduler, opt, steps_per_epoch=10, max_epochs=100)
-        lrs = []
-        for _ in range(1000):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            if s is not None:
-                s.step()
-        if expect is None:
-            assert lrs[0] == pytest.approx(0.1) and lrs[500] == pytest.approx(0.05, rel=1e-2) and lrs[-1] < 1e-4
-        else:
-            for epoch in (0, 1, 35, 99):
-                assert lrs[epoch * 10] == pytest.approx(0.1 * expect(epoch)), (sched, epoch)
-    cfg = compose("scheduler=warmup", "optimizer=sgd", "optimizer.lr=0.1")
-    opt = build.build_optimizer(cfg.optimizer, model)
-    s = build.build_scheduler(cfg.scheduler, opt, steps_per_epoch=10, max_epochs=100)
+    from regbench import build
+
+    cfg = compose(f"scheduler={scheduler}", "optimizer=sgd", "optimizer.lr=0.1")
+    opt = build.build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2))
+    sched = build.build_scheduler(cfg.scheduler, opt, steps_per_epoch=10, max_epochs=100)
     lrs = []
-    for _ in range(60):
+    for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        if s is not None:
-            s.step()
+        if sched is not None:
+            sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("scheduler,factor", [("exponential", lambda e: 0.95 ** e), ("step", lambda e: 0.1 ** (e // 30)),
+                                              ("constant", lambda e: 1.0)])
+def test_schedules_follow_their_definition(scheduler, factor):
+    lrs = _lr_trace(scheduler, 1000)
+    for epoch in (0, 1, 35, 99):
+        assert lrs[epoch * 10] == pytest.approx(0.1 * factor(epoch)), epoch
+
+
+def test_cosine_and_warmup_schedules():
+    lrs = _lr_trace("cosine", 1000)
+    assert lrs[0] == pytest.approx(0.1) and lrs[500] == pytest.approx(0.05, rel=1e-2) and lrs[-1] < 1e-4
+    lrs = _lr_trace("warmup", 60)  # 5 warmup epochs of 10 steps
     assert lrs[0] == pytest.approx(0.1 / 51) and lrs[25] < lrs[49] and lrs[50] == pytest.approx(0.1)
