@@ -127,8 +127,14 @@ def model_options(regs: list[Regularizer]) -> dict:
 
 def build_model(cfg_model: DictConfig, input_shape, num_classes: int, regs: list[Regularizer]) -> torch.nn.Module:
     """The model, with the options regularizers ask for (``regularizer=[dropout]`` sets ``dropout=p``)."""
+    options = model_options(regs)
+    for key, value in options.items():
+        mine = cfg_model.get(key)
+        if mine not in (None, 0, 0.0, "none") and mine != value:
+            owner = next(r.name for r in regs if key in r.model_options())
+            raise ConfigError(f"model.{key}={mine} conflicts with regularizer {owner} ({key}={value}); set only one of them")
     with config_key("model"):
-        return instantiate(cfg_model, in_shape=tuple(input_shape), num_classes=num_classes, **model_options(regs))
+        return instantiate(cfg_model, in_shape=tuple(input_shape), num_classes=num_classes, **options)
 
 
 # ----------------------------------------------------------------------------- optimizer, schedule

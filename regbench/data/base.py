@@ -94,17 +94,19 @@ def prepare(
 
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
 
-    # Zhang et al. (2017): corrupt train and validation alike (so memorization is what is measured); test stays clean.
+    # Zhang et al. (2017): corrupt train and validation alike, in one draw (so shuffled_pixels is one
+    # permutation for both), so memorization is what is measured; test stays clean.
     rng = np.random.default_rng(corruption_seed)
     info: dict = {"corruption_seed": corruption_seed, "n_train": len(y_train), "n_val": len(y_val), "n_test": len(y_test)}
+    n = len(y_train)
     if label_noise > 0:
-        y_train, changed_train = corruption.label_noise(y_train, label_noise, raw.num_classes, rng)
-        y_val, _ = corruption.label_noise(y_val, label_noise, raw.num_classes, rng)
-        info["label_noise_realised"] = float(changed_train.mean())
+        y_all, changed = corruption.label_noise(np.concatenate([y_train, y_val]), label_noise, raw.num_classes, rng)
+        y_train, y_val = y_all[:n], y_all[n:]
+        info["label_noise_realised"] = float(changed[:n].mean())
     if input_corruption != "none":
         stats = (float(x_train.mean()), float(x_train.std()))
-        x_train = corruption.corrupt_inputs(x_train, input_corruption, rng, stats)
-        x_val = corruption.corrupt_inputs(x_val, input_corruption, rng, stats)
+        x_all = corruption.corrupt_inputs(np.concatenate([x_train, x_val]), input_corruption, rng, stats)
+        x_train, x_val = x_all[:n], x_all[n:]
 
     if normalize:
         mean, std = channel_stats(x_train)

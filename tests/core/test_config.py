@@ -72,3 +72,12 @@ def test_run_id_depends_on_what_is_trained_only():
     assert run_id(compose("logger=none", "trainer.device=cpu", "name=other")) == base
     assert run_id(compose("seed=1")) != base
     assert run_id(compose("regularizer=[dropout]")) != base
+
+
+def test_a_model_option_and_a_regularizer_setting_it_differently_conflict():
+    from regbench.errors import ConfigError
+
+    cfg = compose("model=mlp", "model.norm=layer", "regularizer=[batchnorm]")
+    with pytest.raises(ConfigError, match="model.norm=layer conflicts with regularizer batchnorm"):
+        build.check(cfg)
+    build.check(compose("model=mlp", "model.norm=batch", "regularizer=[batchnorm]"))  # agreeing is fine

@@ -79,8 +79,6 @@ def test_shuffled_pixels_use_one_permutation_for_all_examples(dataset, request):
     assert torch.equal(shuffled.x_test, clean.x_test) and torch.equal(shuffled.y_train, clean.y_train)
 
 
-@pytest.mark.xfail(strict=True, reason="prepare() draws a second permutation for the validation split "
-                   "(corrupt_inputs is called once per split); Zhang et al. apply one permutation to every image")
 def test_shuffled_pixels_share_the_permutation_between_train_and_val(signals):
     clean, shuffled = splits(signals), splits(signals, input_corruption="shuffled_pixels")
     train_perm = recover_permutation(clean.x_train.flatten(1).numpy(), shuffled.x_train.flatten(1).numpy())
