@@ -1,14 +1,102 @@
-"""End of a sweep: a one-line count per status; non-zero exit if any job failed. (Extended by the sweep tools.)"""
+"""End of a sweep: write its tables, print its configurations and failures; non-zero exit if a job failed.
+
+Called by `regbench run -m` in the launching process once Hydra returns, whatever the launcher: jobs
+that ran in other processes (joblib, submitit) are read back from their ``result.json``. The jobs
+of this sweep are the ones its ``multirun.yaml`` expands to (or, for a sampling sweeper, the
+ones this process saw); a job that left no result counts as failed, so nothing is lost silently.
+Diverged runs are results (a learning rate too high is an answer), not failures.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def end_of_sweep(args, statuses) -> int:
-    counts: dict[str, int] = {}
-    for _, status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    print("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    for run_dir, status in statuses:
-        if status == "failed":
-            print(f"  failed: {run_dir} (see its result.json and regbench.log)")
-    return 1 if counts.get("failed") else 0
+    from regbench.sweep.jobs import expected_jobs, load_multirun
+    from regbench.sweep.results import (console, format_counts, print_failures, status_counts, summarize,
+                                        summary_table, write_tables)
+
+    out = console()
+    sweep_dir = sweep_dir_of(args) or _common_parent([d for d, _ in statuses])
+    if sweep_dir is None or not sweep_dir.is_dir():
+        counts: dict[str, int] = {}
+        for _, status in statuses:
+            counts[status] = counts.get(status, 0) + 1
+        out.print("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        return 1 if counts.get("failed") else 0
+
+    runs, _ = write_tables(sweep_dir)
+    cfg = load_multirun(sweep_dir)
+    jobs = expected_jobs(cfg) if cfg is not None else None
+    if jobs is not None:
+        mine = {j.dirname for j in jobs}
+    elif statuses:
+        mine = {_relative(d, sweep_dir) for d, _ in statuses}
+    else:
+        mine = set(runs["run_dir"]) if not runs.empty else set()
+    this = runs[runs["run_dir"].isin(mine)] if not runs.empty else runs
+    counts = status_counts(this) if not this.empty else {}
+    lost = this[this["status"].isin(["pending", "interrupted", "running"])] if not this.empty else this
+    failed = counts.get("failed", 0) + len(lost)
+
+    started = (sweep_dir / "multirun.yaml").stat().st_mtime if (sweep_dir / "multirun.yaml").exists() else 0
+    reused = sum(1 for d in this["run_dir"] if _finished_before(sweep_dir / d, started)) if not this.empty else 0
+    line = f"sweep {sweep_dir}: {format_counts(counts)}"
+    if reused:
+        line += f" ({reused} finished by an earlier run of the sweep, not retrained)"
+    out.print(line, soft_wrap=True)
+    if not this.empty:
+        out.print(summary_table(this, summarize(this)))
+        print_failures(this, out)
+    for _, row in lost.iterrows():
+        out.print(f"  [red]no result[/red] {row['run_dir']}: the job ended without writing result.json ({row['status']})",
+                  soft_wrap=True)
+    out.print(f"tables: {sweep_dir}/results.csv, results.parquet, summary.csv   "
+              f"(again any time: regbench results {sweep_dir})", soft_wrap=True)
+    return 1 if failed else 0
+
+
+def sweep_dir_of(args: list[str]) -> Path | None:
+    """The sweep dir of a `regbench run -m ...` command: ``hydra.sweep.dir`` composed from its fixed overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from regbench.cli import VALUE_FLAGS
+    from regbench.config import compose
+
+    overrides, config_name = [], "config"
+    it = iter(args)
+    for a in it:
+        if a in ("--config-name", "-cn"):
+            config_name = next(it, "config")
+        elif a.startswith("--config-name="):
+            config_name = a.split("=", 1)[1]
+        elif a in VALUE_FLAGS:
+            next(it, None)
+        elif not a.startswith("-"):
+            overrides.append(a)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        cfg = compose(fixed, config_name, return_hydra_config=True)
+        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+    except Exception:  # e.g. a ${now:} in the sweep dir, resolved differently here: fall back to the jobs' dirs
+        return None
+
+
+def _common_parent(dirs: list[str]) -> Path | None:
+    parents = {Path(d).parent for d in dirs}
+    return parents.pop() if len(parents) == 1 else None
+
+
+def _relative(run_dir: str, sweep_dir: Path) -> str:
+    try:
+        return str(Path(run_dir).resolve().relative_to(sweep_dir.resolve()))
+    except ValueError:
+        return str(run_dir)
+
+
+def _finished_before(run_dir: Path, started: float) -> bool:
+    result = run_dir / "result.json"
+    return result.exists() and result.stat().st_mtime < started

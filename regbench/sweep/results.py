@@ -1,23 +1,38 @@
 """One table per sweep: a row per run, the varied factors as columns, then mean ± std over seeds.
 
 A run is any folder under the sweep dir that Hydra made for a job (it holds ``.hydra/overrides.yaml``)
-or that holds a ``result.json``. Its factors are the command-line overrides of that job; the
-factors of a sweep are the override keys whose values differ between its runs. Seeds are never a
-factor: :func:`summarize` groups by every factor except ``seed`` and never averages across
-different configurations.
+or that holds a ``result.json``, plus, as ``pending`` rows, the jobs of the last sweep launched
+into the dir (its ``multirun.yaml``) that have no folder yet. Its factors are the command-line
+overrides of that job; the factors of a sweep are the override keys whose values differ between
+its runs. Seeds are never a factor: :func:`summarize` groups by every factor except ``seed`` and
+never averages across different configurations.
+
+``regbench results SWEEP_DIR`` (and the end of every sweep) writes ``results.csv`` /
+``results.parquet`` (the runs) and ``summary.csv`` (mean, std and n per configuration) into the
+sweep dir and prints the summary. It reads only finished files, so it works while jobs run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap",
-           "best_epoch", "epochs_run", "steps", "wall_time_s", "steps_per_s")
+           "best_epoch", "epochs_run", "steps", "wall_time_s", "steps_per_s",
+           "epochs_to_fit", "steps_to_fit", "num_params")
 SEED = "seed"
+#: A run has "fitted" its training set once its train accuracy reaches this (Zhang et al. 2017 report 100%;
+#: 99% leaves room for a few duplicated inputs with different labels). Same threshold as regbench.report.
+FIT_ACC = 0.99
+#: Statuses, in the order they are reported.
+STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "pending")
+RESULTS_CSV, RESULTS_PARQUET, SUMMARY_CSV = "results.csv", "results.parquet", "summary.csv"
+#: Metrics shown on the console (all of them are in the files).
+SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -27,26 +42,55 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(d for d in found if d != sweep_dir or (d / "result.json").exists())
 
 
+def run_status(run_dir: Path, result: dict) -> str:
+    """completed / diverged / failed from result.json; otherwise running (a live job holds it),
+    interrupted (a checkpoint but no job: the sweep command resumes it) or pending (nothing saved yet)."""
+    from regbench.sweep.jobs import is_running
+
+    if result.get("status"):
+        return result["status"]
+    if is_running(run_dir):
+        return "running"
+    return "interrupted" if (Path(run_dir) / "checkpoints" / "last.pt").exists() else "pending"
+
+
+def first_fit(run_dir: Path, threshold: float = FIT_ACC) -> dict | None:
+    """The first logged epoch whose training accuracy reached ``threshold`` (its epoch and step), or None."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill
+        if (row.get("train_acc") or 0) >= threshold:
+            return row
+    return None
+
+
 def read_overrides(run_dir: Path) -> dict[str, str]:
     """The job's overrides as key → value strings (``regularizer=[dropout,l2]`` → {"regularizer": "[dropout,l2]"})."""
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
     if not path.exists():
         return {}
-    out = {}
-    for line in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(line).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
+    return _overrides_dict(yaml.safe_load(path.read_text()) or [])
 
 
-def load_runs(sweep_dir: Path) -> pd.DataFrame:
-    """A row per run: run_dir, status, run_id, every override, every final metric (None where absent)."""
+def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
+    """A row per run: run_dir, status, run_id, every override, every final metric (None where absent).
+
+    With ``expected``, the jobs of the dir's last sweep that have no folder yet are ``pending`` rows.
+    """
+    sweep_dir = Path(sweep_dir)
     rows = []
     for d in run_dirs(sweep_dir):
         result_path = d / "result.json"
-        result = json.loads(result_path.read_text()) if result_path.exists() else {}
-        status = result.get("status") or ("running" if (d / "checkpoints" / "last.pt").exists() else "pending")
-        row = {"run_dir": str(d.relative_to(sweep_dir)) if d != Path(sweep_dir) else ".", "status": status,
+        try:
+            result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        except ValueError:
+            result = {}
+        row = {"run_dir": str(d.relative_to(sweep_dir)) if d != sweep_dir else ".", "status": run_status(d, result),
                "run_id": result.get("run_id"), **read_overrides(d)}
         if SEED not in row and "seed" in result:
             row[SEED] = str(result["seed"])
@@ -54,9 +98,39 @@ def load_runs(sweep_dir: Path) -> pd.DataFrame:
             row[m] = result.get(m)
         if row.get("train_acc") is not None and row.get("test_acc") is not None:
             row["gap"] = row["train_acc"] - row["test_acc"]  # generalization gap in accuracy
+        fit = first_fit(d) if row["status"] in ("completed", "diverged", "running", "interrupted") else None
+        row["epochs_to_fit"], row["steps_to_fit"] = (fit["epoch"], fit.get("step")) if fit else (None, None)
         row["error"] = result.get("error")
         rows.append(row)
-    return pd.DataFrame(rows)
+    if expected:
+        seen = {r["run_dir"] for r in rows}
+        for job in _expected_jobs(sweep_dir):
+            if job.dirname not in seen:
+                rows.append({"run_dir": job.dirname, "status": "pending", "run_id": None,
+                             **_overrides_dict(job.overrides), **{m: None for m in METRICS}, "error": None})
+    runs = pd.DataFrame(rows)
+    for m in METRICS:
+        if m in runs:
+            runs[m] = pd.to_numeric(runs[m], errors="coerce")
+    return runs
+
+
+def _overrides_dict(lines) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _expected_jobs(sweep_dir: Path) -> list:
+    from regbench.sweep.jobs import expected_jobs, load_multirun
+
+    try:
+        cfg = load_multirun(sweep_dir)
+        return (expected_jobs(cfg) or []) if cfg is not None else []
+    except Exception:  # a multirun.yaml this version cannot expand: list what is on disk only
+        return []
 
 
 def factors(runs: pd.DataFrame) -> list[str]:
@@ -85,3 +159,107 @@ def summarize(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
             row[f"{m}_std"] = group[m].std(ddof=1) if len(group) > 1 else 0.0
         out.append(row)
     return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------- writing
+
+def write_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write results.csv, results.parquet and summary.csv into the sweep dir; return (runs, summary)."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_runs(sweep_dir)
+    summary = summarize(runs) if not runs.empty else pd.DataFrame(columns=["n"])
+    _atomic(sweep_dir / RESULTS_CSV, lambda p: runs.to_csv(p, index=False))
+    _atomic(sweep_dir / RESULTS_PARQUET, lambda p: runs.astype({c: "string" for c in _text_columns(runs)}).to_parquet(p, index=False))
+    _atomic(sweep_dir / SUMMARY_CSV, lambda p: summary.to_csv(p, index=False))
+    return runs, summary
+
+
+def _text_columns(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if c not in METRICS and runs[c].dtype == object]
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)  # a reader (or a concurrent `regbench results`) never sees half a file
+
+
+def status_counts(runs: pd.DataFrame) -> dict[str, int]:
+    counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
+    return {s: int(counts.pop(s, 0)) for s in STATUSES} | {s: int(n) for s, n in counts.items()}
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    shown = [f"{n} {s}" for s, n in counts.items() if n or s in ("completed", "failed")]
+    return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(shown)
+
+
+def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None = None):
+    """A rich table: one row per configuration, its factors, n, and mean ± std of the shown metrics."""
+    from rich.table import Table
+
+    keys = [k for k in factors(runs)] if not runs.empty else []
+    shown = [m for m in SHOWN if f"{m}_mean" in summary and summary[f"{m}_mean"].notna().any()]
+    table = Table(title=title, title_justify="left")
+    for k, short in zip(keys, short_names(keys)):
+        table.add_column(short)
+    table.add_column("n", justify="right")
+    for m in shown:
+        table.add_column(m, justify="right")
+    for _, row in summary.iterrows():
+        cells = [str(row[k]) for k in keys] + [str(int(row["n"]))]
+        for m in shown:
+            mean, std = row[f"{m}_mean"], row[f"{m}_std"]
+            cells.append("—" if pd.isna(mean) else f"{_fmt(mean, m)} ± {_fmt(std, m)}" if row["n"] > 1 else _fmt(mean, m))
+        table.add_row(*cells)
+    return table
+
+
+def short_names(keys: list[str]) -> list[str]:
+    """Column headers: the last part of each key (``dataset.label_noise`` → ``label_noise``) unless two collide."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return [s if last.count(s) == 1 else k for k, s in zip(keys, last)]
+
+
+def console():
+    """A rich console; as wide as the terminal, or wide enough for a table when writing to a file or pipe."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _fmt(x: float, metric: str) -> str:
+    if pd.isna(x):
+        return "—"
+    if metric.endswith(("_acc", "gap")):
+        return f"{x:.3f}"
+    return f"{x:.0f}" if metric.startswith(("steps", "epochs")) else f"{x:.3g}"
+
+
+def print_failures(runs: pd.DataFrame, console) -> None:
+    for _, row in runs[runs["status"] == "failed"].iterrows():
+        error = row.get("error") if isinstance(row.get("error"), str) else "no error recorded"
+        console.print(f"  [red]failed[/red] {row['run_dir']}: {error} (traceback in its regbench.log)",
+                      soft_wrap=True, markup=True, highlight=False)
+
+
+def main(ns) -> int:
+    """`regbench results SWEEP_DIR`."""
+    sweep_dir = Path(ns.sweep_dir)
+    if not sweep_dir.is_dir():
+        print(f"regbench: error: {sweep_dir} is not a directory", flush=True)
+        return 2
+    runs, summary = write_tables(sweep_dir)
+    out = console()
+    if runs.empty:
+        out.print(f"{sweep_dir}: no runs yet", soft_wrap=True)
+        return 0
+    out.print(f"{sweep_dir}: {format_counts(status_counts(runs))}", soft_wrap=True)
+    out.print(summary_table(runs, summary))
+    print_failures(runs, out)
+    out.print(f"wrote {sweep_dir / RESULTS_CSV}, {RESULTS_PARQUET} (one row per run) and {SUMMARY_CSV} "
+                  f"(mean ± std over seeds per configuration)")
+    return 0

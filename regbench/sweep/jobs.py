@@ -1,0 +1,139 @@
+"""The jobs a sweep directory expects, from the ``multirun.yaml`` Hydra saved in it.
+
+Hydra writes ``multirun.yaml`` (the composed config, with the command-line overrides in
+``hydra.overrides.task`` and an experiment's sweep in ``hydra.sweeper.params``) before it launches
+anything. Expanding it the way Hydra's basic sweeper does, with Hydra's own functions, gives every
+job's overrides and the folder it will run in, so a tool can tell which runs have not started yet.
+A sampling sweeper (Optuna) draws its jobs as it goes: only their number is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+MULTIRUN_FILE = "multirun.yaml"
+RUNNING_FILE = ".running"  # in a run dir while a job trains in it: {"host", "pid", "started"}
+
+
+@dataclass(frozen=True)
+class Job:
+    overrides: tuple[str, ...]  # as Hydra hands them to the job: "key=value"
+    dirname: str  # its folder under the sweep dir
+
+
+def load_multirun(sweep_dir: str | Path) -> DictConfig | None:
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    return OmegaConf.load(path) if path.exists() else None
+
+
+def is_basic_sweeper(cfg: DictConfig) -> bool:
+    return str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).endswith("BasicSweeper")
+
+
+def sweep_arguments(cfg: DictConfig) -> list[str]:
+    """The sweeper's input: the config's ``hydra.sweeper.params`` first, then the command line (which wins)."""
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    task = OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False) if "overrides" in cfg.hydra else []
+    return [*(f"{k}={v}" for k, v in params.items()), *task]
+
+
+def expected_jobs(cfg: DictConfig) -> list[Job] | None:
+    """Every job of a basic-sweeper multirun, in Hydra's launch order; None for a sampling sweeper."""
+    if not is_basic_sweeper(cfg):
+        return None
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(sweep_arguments(cfg)), None)
+    od = cfg.hydra.job.config.override_dirname
+    exclude = list(od.exclude_keys)
+    jobs = []
+    for num, lines in enumerate(batch):
+        name = get_overrides_dirname(parser.parse_overrides(lines), exclude, od.item_sep, od.kv_sep)
+        jobs.append(Job(tuple(lines), _subdir(cfg, name, num)))
+    return jobs
+
+
+def expected_count(cfg: DictConfig) -> int | None:
+    """How many jobs the sweep launches: the product of its axes, or the sampler's ``n_trials``."""
+    jobs = expected_jobs(cfg)
+    if jobs is not None:
+        return len(jobs)
+    n = OmegaConf.select(cfg, "hydra.sweeper.n_trials", default=None)
+    return int(n) if n is not None else None
+
+
+def varied_keys(cfg: DictConfig) -> list[str]:
+    """The keys the sweep varies (more than one value, or sampled), seed included, in sweep order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out: dict[str, None] = {}
+    for o in OverridesParser.create().parse_overrides(sweep_arguments(cfg)):
+        key = o.get_key_element().lstrip("+~")
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep() or len(list(o.sweep_string_iterator())) > 1:
+                out[key] = None
+            else:
+                out.pop(key, None)
+        else:
+            out.pop(key, None)  # a later fixed value (the command line) replaces the config's sweep
+    return list(out)
+
+
+def _subdir(cfg: DictConfig, override_dirname: str, num: int) -> str:
+    """``hydra.sweep.subdir`` as Hydra resolves it for one job (regbench's is ``${regbench.dirname:...}``)."""
+    import regbench.config  # noqa: F401  (registers the regbench.dirname resolver)
+
+    job_cfg = OmegaConf.create({"hydra": {"job": {**OmegaConf.to_container(cfg.hydra.job, resolve=False),
+                                                  "override_dirname": override_dirname, "num": num},
+                                          "sweep": {"subdir": cfg.hydra.sweep._get_node("subdir")._value()}}})
+    job_cfg = OmegaConf.merge({k: v for k, v in cfg.items() if k != "hydra"}, job_cfg)
+    try:
+        return str(job_cfg.hydra.sweep.subdir)
+    except Exception:  # a template that cannot be resolved outside Hydra: Hydra's default layout
+        return str(num)
+
+
+# ------------------------------------------------------------------------------- jobs running now
+
+@contextmanager
+def running(run_dir: Path):
+    """Mark ``run_dir`` as held by this process while the block runs."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / RUNNING_FILE
+    marker.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def is_running(run_dir: Path) -> bool:
+    """True if a job is training in ``run_dir`` now, as far as can be told: its process is alive on this
+    host, or it runs on another host (which cannot be checked from here; a job killed there leaves a
+    marker until the sweep is re-run)."""
+    try:
+        info = json.loads((Path(run_dir) / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if info.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True

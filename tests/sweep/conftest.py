@@ -1,0 +1,48 @@
+"""Sweeps through the real CLI (`regbench run -m ...` in a fresh interpreter), shrunk to seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+#: Every sweep job in these tests: one epoch on 100 examples, one torch thread, no tracker, no progress bar.
+SHRINK = ("trainer.max_epochs=1", "dataset.n_train=100", "logger=none", "trainer.progress=false", "trainer.num_threads=1")
+
+
+@pytest.fixture
+def shrink() -> tuple[str, ...]:
+    return SHRINK
+
+
+@pytest.fixture
+def run_sweep(tmp_path):
+    """``run_sweep(*args, sweep_dir=..., env=...)``: `regbench run -m ARGS` in tmp_path, its sweep dir
+    tmp_path/sweep unless given; returns (completed process, sweep dir)."""
+
+    def run(*args: str, sweep_dir: Path | None = None, env: dict | None = None, timeout: float = 300):
+        sweep_dir = Path(sweep_dir or tmp_path / "sweep")
+        out = run_cli("run", "-m", *args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, env=env, timeout=timeout)
+        return out, sweep_dir
+
+    return run
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private MNIST-1D cache (for tests that corrupt a data file), in this process and its children."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("REGBENCH_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory) -> Path:
+    """A finished 2×2 sweep (regularizer × seed), run once per session; copy it before changing it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    sweep_dir = tmp / "sweep"
+    out = run_cli("run", "-m", "regularizer=none,dropout", "seed=0,1", "model=mlp", *SHRINK, f"hydra.sweep.dir={sweep_dir}",
+                  cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return sweep_dir

@@ -1,0 +1,42 @@
+"""`regbench status`: how many runs of a sweep are completed, running, interrupted, failed, pending."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+from regbench.cli import main
+from regbench.sweep.status import count
+
+
+def test_status_counts_every_state(finished_sweep, tmp_path, capsys):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(finished_sweep, sweep_dir)
+    a, b, c, d = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    (a / "result.json").unlink()  # killed after a checkpoint: resumes on re-run
+    (b / "result.json").unlink()  # a live job holds it
+    (b / ".running").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    shutil.rmtree(c)  # not started yet: known from multirun.yaml
+    (d / "result.json").write_text(json.dumps({"status": "failed", "error": "ValueError: corrupt file", "seed": 1}))
+    counts = count(sweep_dir)
+    assert {k: v for k, v in counts.items() if v} == {"interrupted": 1, "running": 1, "pending": 1, "failed": 1}
+
+    assert main(["status", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs:" in out and "1 running" in out and "1 failed" in out and "1 pending" in out
+    assert "ValueError: corrupt file" in out and "interrupted" in out
+
+
+def test_a_marker_left_by_a_dead_process_is_not_running(finished_sweep, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(finished_sweep, sweep_dir)
+    a = sorted(p for p in sweep_dir.iterdir() if p.is_dir())[0]
+    (a / "result.json").unlink()
+    (a / ".running").write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345}))
+    assert count(sweep_dir)["interrupted"] == 1
+
+
+def test_status_of_a_missing_dir_is_an_error(tmp_path, capsys):
+    assert main(["status", str(tmp_path / "nope")]) == 2
