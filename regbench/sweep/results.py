@@ -244,6 +244,9 @@ def print_failures(runs: pd.DataFrame, console) -> None:
         error = row.get("error") if isinstance(row.get("error"), str) else "no error recorded"
         console.print(f"  [red]failed[/red] {row['run_dir']}: {error} (traceback in its regbench.log)",
                       soft_wrap=True, markup=True, highlight=False)
+    for _, row in runs[runs["status"] == "diverged"].iterrows():
+        console.print(f"  [yellow]diverged[/yellow] {row['run_dir']}: the training loss became non-finite "
+                      "(a result, not a failure)", soft_wrap=True, markup=True, highlight=False)
 
 
 def main(ns) -> int:
