@@ -1,0 +1,222 @@
+"""`regbench report SWEEP_DIR`: an ablation report of one sweep, written inside the sweep directory.
+
+    report.md, report.html       the report (the HTML is self-contained: figures embedded, no network)
+    tables/*.csv, tables/*.tex   ablation table, effects, time to fit: numbers (CSV) and LaTeX (booktabs)
+    figures/*.png, figures/*.svg learning curves, effects, and the figures of the study the sweep is
+
+A sweep that is still running, or had failures, gets a report of what finished, saying what did not.
+Modules: :mod:`.study` (runs → configurations, baseline), :mod:`.effects` (Welch CIs, factorial
+effects), :mod:`.tables`, :mod:`.figures`, :mod:`.provenance`, :mod:`.document` (Markdown, HTML),
+:mod:`.wandb_summary` (only for online W&B studies).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from regbench.errors import UserError
+
+log = logging.getLogger("regbench.report")
+FORMATS = ("md", "html")
+WHY = {"running": "a job is training it now", "interrupted": "a checkpoint but no result: rerun the sweep command to resume it",
+       "pending": "its folder exists, nothing saved yet"}
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def main(ns) -> int:
+    formats = [f.strip().lower() for f in str(ns.format or "md,html").split(",") if f.strip()]
+    formats = list(FORMATS) if "all" in formats else formats
+    args = [str(ns.sweep_dir)]
+    for flag, value, default in (("--baseline", ns.baseline, None), ("--metric", ns.metric, "test_acc"),
+                                 ("--format", ns.format, "md,html")):
+        if value is not None and value != default:
+            args += [flag, repr(value) if " " in str(value) or "[" in str(value) else str(value)]
+    try:
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown or not formats:
+            raise UserError(f"--format {ns.format!r}: choose from {', '.join(FORMATS)} (comma-separated) or all")
+        written = write_report(Path(ns.sweep_dir), baseline=ns.baseline, metric=ns.metric or "test_acc",
+                               formats=formats, report_args=args)
+    except UserError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "test_acc",
+                 formats=FORMATS, report_args: list[str] | None = None) -> dict[str, Path]:
+    """Write the report files into ``sweep_dir`` and return {kind: path}."""
+    from regbench.report import document as doc
+    from regbench.report import effects, figures, provenance, tables, wandb_summary
+    from regbench.report.study import Study
+    from regbench.sweep.results import METRICS
+
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric!r} is not a result metric; choose one of: {', '.join(METRICS)}")
+    sweep_dir = Path(sweep_dir)
+    study = Study(sweep_dir, baseline)
+    table_dir, figure_dir = sweep_dir / "tables", sweep_dir / "figures"
+    table_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- numbers
+    ablation_num, ablation_txt = tables.ablation(study, metric)
+    vs_base = effects.versus_baseline(study, metric)
+    factorial = effects.factorial(study, metric)
+    all_effects = vs_base + factorial
+    effects_num, effects_txt = tables.effects_table(all_effects, metric)
+    fit = ("dataset.label_noise" in study.factors or "dataset.input_corruption" in study.factors)
+    fit_num, fit_txt = tables.fit_table(study) if fit else (None, None)
+
+    saved = {}
+
+    def save(name: str, numbers, text, caption: str) -> list[str]:
+        numbers.to_csv(table_dir / f"{name}.csv", index=False)
+        (table_dir / f"{name}.tex").write_text(tables.latex(text, caption))
+        saved[name] = numbers
+        return [f"tables/{name}.csv", f"tables/{name}.tex"]
+
+    ablation_caption = ("Mean ± std over seeds of the completed runs (n). Accuracies in %; gap = train − test accuracy, "
+                        "in percentage points. One column per factor: yes/no per regularizer, else its value.")
+    ablation_files = save("ablation", ablation_num, ablation_txt, f"{study.name}: {ablation_caption}")
+    effects_files = save("effects", effects_num, effects_txt, f"{study.name}: effects on {metric}") if all_effects else []
+    fit_files = save("time_to_fit", fit_num, fit_txt, f"{study.name}: time to fit") if fit else []
+
+    # ---- figures: one that cannot be drawn is reported, the rest of the report goes on
+    drawn, broken = [], []
+    for what, draw in (("learning curves", lambda: figures.learning_curves(study, figure_dir)),
+                       ("effects", lambda: figures.effects_plot(all_effects, metric, figure_dir)),
+                       ("study figures", lambda: figures.study_figures(study, metric, figure_dir))):
+        try:
+            drawn += draw()
+        except Exception as e:  # noqa: BLE001 - a report with one figure missing beats no report
+            log.warning("the %s could not be drawn:\n%s", what, traceback.format_exc())
+            broken.append(f"{what}: {type(e).__name__}: {e}")
+
+    # ---- provenance, W&B
+    prov = provenance.collect(study, report_args)
+    wandb_line = "not uploaded: no run of this sweep logged to W&B online (tables and figures stay in the sweep directory)"
+    target = wandb_summary.online_target(study.configs)
+    if target:
+        try:
+            url = wandb_summary.upload(target, saved, drawn, {"sweep_dir": str(sweep_dir), "metric": metric,
+                                                              "baseline": study.baseline.label if study.baseline else None},
+                                       sweep_dir)
+            wandb_line = f"uploaded to the summary run {url} (project {target['project']}, group {target['group']}, job_type report)"
+        except Exception as e:  # noqa: BLE001 - no network must not lose the local report
+            wandb_line = f"upload to W&B failed ({type(e).__name__}: {e}); the files below are complete"
+
+    # ---- the document
+    blocks = _document(study, metric, prov, ablation_txt, ablation_files, ablation_caption, vs_base, factorial,
+                       effects_files, fit_txt, fit_files, drawn, broken, wandb_line, sweep_dir)
+    written = {"tables": table_dir, "figures": figure_dir}
+    if "md" in formats:
+        written["markdown"] = sweep_dir / "report.md"
+        written["markdown"].write_text(doc.to_markdown(blocks))
+    if "html" in formats:
+        written["html"] = sweep_dir / "report.html"
+        written["html"].write_text(doc.to_html(blocks, f"{study.name}: regbench report"))
+    return written
+
+
+def _document(study, metric, prov, ablation_txt, ablation_files, ablation_caption, vs_base, factorial,
+              effects_files, fit_txt, fit_files, drawn, broken, wandb_line, sweep_dir) -> list:
+    from regbench.report import document as doc
+    from regbench.report import provenance
+    from regbench.report.effects import factorial_design, unit
+    from regbench.report.tables import FIT_ACC, effects_table
+
+    counts = prov["counts"]
+    total = sum(counts.values())
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    blocks: list = [doc.Heading(1, f"{study.name}: ablation report"),
+                    doc.Text(f"Sweep `{sweep_dir}`: {len(study.conditions)} configurations, {total} runs ({status}). "
+                             f"Factors: {', '.join(f'`{f}`' for f in study.factors) or 'none (one configuration)'}. "
+                             f"Baseline: **{study.baseline.label if study.baseline else '—'}** ({study.baseline_note}).")]
+    if total - counts.get("completed", 0):
+        what = [f"{n} {s}" for s, n in counts.items() if s != "completed"]
+        expected = f" of {prov['expected']} expected" if prov["expected"] else ""
+        blocks.append(doc.Text(f"**Unfinished or incomplete sweep**: {counts.get('completed', 0)} runs completed{expected}; "
+                               f"{', '.join(what)}. Every number below uses completed runs only; see "
+                               "_Runs that did not complete_."))
+
+    blocks += [doc.Heading(2, "Ablation table"),
+               doc.Table("ablation", ablation_txt, ablation_caption, ablation_files)]
+
+    scale, u = unit(metric)
+    blocks.append(doc.Heading(2, f"Effects on {metric}"))
+    if vs_base:
+        blocks += [doc.Heading(3, f"Against the baseline ({study.baseline.label})"),
+                   doc.Text(f"Difference of the mean {metric} of each configuration and the baseline"
+                            + (", in percentage points" if u == "pp" else "")
+                            + ", with a 95% confidence interval from Welch's t over seeds (seeds not paired); "
+                            "* marks an interval that excludes 0. With one seed there is no interval.")]
+        blocks.append(doc.Table("effects-baseline", effects_table(vs_base, metric)[1], "", effects_files))
+    else:
+        blocks.append(doc.Text("One configuration only: nothing to compare with a baseline."))
+    if factorial:
+        design = factorial_design(study)
+        blocks += [doc.Heading(3, f"2{str(len(design)).translate(SUPERSCRIPT)} factorial design: main effects and two-way interactions"),
+                   doc.Text("Main effect: mean over the configurations with the factor at its high level minus the mean "
+                            "with it low (low = the baseline's level). Interaction A × B: the difference of differences "
+                            "[A+B+ − A−B+] − [A+B− − A−B−], averaged over the other factors; 0 when the effects add up, "
+                            "negative when the pair does less than the sum of its parts. 95% CIs by Welch–Satterthwaite. "
+                            "Levels: " + "; ".join(f"{c}: {lo} → {hi}" for c, (lo, hi) in design.items()) + "."),
+                   doc.Table("effects-factorial", effects_table(factorial, metric)[1])]
+    for f in [f for f in drawn if f.name == "effects"]:
+        blocks.append(_image(f, sweep_dir))
+
+    blocks.append(doc.Heading(2, "Learning curves"))
+    blocks += [_image(f, sweep_dir) for f in drawn if f.name.startswith("learning_curves")]
+
+    study_figs = [f for f in drawn if f.name != "effects" and not f.name.startswith("learning_curves")]
+    if study_figs or fit_txt is not None:
+        blocks.append(doc.Heading(2, "Study figures"))
+        blocks += [_image(f, sweep_dir) for f in study_figs]
+    if fit_txt is not None:
+        blocks += [doc.Heading(3, "Time to fit the training set"),
+                   doc.Table("time-to-fit", fit_txt, f"First epoch (and step) whose training accuracy reached "
+                                                     f"{FIT_ACC:.0%}, mean ± std over the seeds that did; "
+                                                     "'not fitted' when none did within the run.", fit_files)]
+    if broken:
+        blocks += [doc.Heading(3, "Figures that could not be drawn"), doc.Items(broken)]
+
+    failed, unfinished, never = prov["failed"], prov["unfinished"], prov["never_started"]
+    if failed or unfinished or never or prov["notes"]:
+        blocks.append(doc.Heading(2, "Runs that did not complete"))
+        items = [f"**{s}**: `{d}`" + (f" — {err}" if err else "") for d, s, err in failed]
+        items += [f"**{s}** ({WHY.get(s, 'no result.json yet')}): `{d}`" for d, s in unfinished]
+        items += [f"**not started**: `{job}`" for job in never]
+        items += prov["notes"]
+        blocks.append(doc.Items(items))
+
+    code = [f"regbench {v}, commit {c}: {n} run{'s' if n > 1 else ''}" for (v, c), n in prov["code"].most_common()]
+    if len(prov["code"]) > 1:
+        code[0] = "**Warning: the runs come from different code versions.** " + code[0]
+    devices = ", ".join(f"{d} ({n} runs)" for d, n in prov["devices"].most_common()) or "unknown"
+    started, first, last = prov["started"], prov["finished_first"], prov["finished_last"]
+    blocks += [doc.Heading(2, "Provenance"),
+               doc.Text("The sweep was run with:" if prov["commands"] else
+                        "No `multirun.yaml` in the sweep directory: the runs were not started as one Hydra sweep."),
+               *( [doc.Code("\n".join(prov["commands"]))] if prov["commands"] else []),
+               doc.Items([
+                   "code of the runs (result.json): " + ("; ".join(code) or "no finished run"),
+                   f"runs started {provenance.when(started)}; finished between {provenance.when(first)} and "
+                   f"{provenance.when(last)}" + (f" ({provenance.duration(started, last)})" if started and last else ""),
+                   f"training hardware (result.json): {devices}",
+                   f"report written {provenance.when(prov['generated'])} by regbench {prov['report_code'][0]} "
+                   f"(commit {prov['report_code'][1]}) on {prov['machine']}: `{prov['report_command']}`",
+                   f"W&B: {wandb_line}",
+               ])]
+    return blocks
+
+
+def _image(fig, sweep_dir: Path):
+    from regbench.report import document as doc
+
+    return doc.Image(fig.name, fig.png, str(fig.png.relative_to(sweep_dir)), str(fig.svg.relative_to(sweep_dir)),
+                     fig.title, fig.caption)

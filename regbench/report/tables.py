@@ -1,0 +1,167 @@
+"""The report's tables, each twice: numbers for CSV (fractions, full precision) and text for reading.
+
+The ablation table follows Zhang et al. 2017, Table 1: a row per configuration, a column per factor
+(yes/no for each regularizer), then train accuracy, test accuracy and the generalization gap, each
+mean ± std over the completed seeds, with their number n.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from regbench.report.effects import Effect, unit
+from regbench.report.study import FAILED, UNFINISHED, Study
+
+TABLE_METRICS = ("train_acc", "test_acc", "gap")
+TITLES = {"train_acc": "train acc (%)", "test_acc": "test acc (%)", "gap": "gap (pp)", "val_acc": "val acc (%)",
+          "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
+#: A run has fitted its training set once its training accuracy reaches this (Zhang et al. 2017, Fig. 1c).
+FIT_ACC = 0.99
+
+
+def ablation(study: Study, metric: str = "test_acc") -> tuple[pd.DataFrame, pd.DataFrame]:
+    metrics = [*TABLE_METRICS, *([metric] if metric not in TABLE_METRICS else [])]
+    params = _params(study)
+    numbers, text = [], []
+    for c in study.conditions:
+        num = dict(c.columns)
+        txt = dict(c.columns)
+        if params:
+            num["params"] = params.get(c.key)
+            txt["params"] = f"{num['params']:,}" if num["params"] else "—"
+        num["n"] = txt["n"] = c.n
+        for m in metrics:
+            mean, std = _stat(c, m)
+            num[f"{m}_mean"], num[f"{m}_std"] = mean, std
+            txt[TITLES.get(m, m)] = mean_std(mean, std, c.n, unit(m)[0])
+        num["note"] = txt["note"] = note(study, c)
+        numbers.append(num)
+        text.append(txt)
+    return pd.DataFrame(numbers), pd.DataFrame(text)
+
+
+def _stat(c, metric: str) -> tuple[float, float]:
+    if c.n == 0 or f"{metric}_mean" not in c.stats:
+        return math.nan, math.nan
+    mean = float(c.stats[f"{metric}_mean"])
+    return mean, float(c.stats[f"{metric}_std"]) if c.n > 1 else math.nan  # no spread from one seed
+
+
+def _params(study: Study) -> dict:
+    """Parameter counts per configuration, only when they differ (a width or model sweep)."""
+    counts = {}
+    for c in study.conditions:
+        found = {(study.results.get(d) or {}).get("num_params") for d in c.runs["run_dir"]} - {None}
+        counts[c.key] = min(found) if found else None
+    return counts if len(set(counts.values()) - {None}) > 1 else {}
+
+
+def note(study: Study, c) -> str:
+    parts = ["baseline"] if c is study.baseline else []
+    counts = c.runs["status"].value_counts()
+    for status in (*FAILED, *UNFINISHED, "stopped"):
+        if counts.get(status):
+            parts.append(f"{counts[status]} {status}")
+    return ", ".join(parts)
+
+
+def mean_std(mean: float, std: float, n: int, scale: float = 1.0, digits: int = 2) -> str:
+    if n == 0 or mean is None or not math.isfinite(mean):
+        return "—"
+    if n < 2 or std is None or not math.isfinite(std):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def effects_table(effects: list[Effect], metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    scale, u = unit(metric)
+    numbers = pd.DataFrame([{"kind": e.kind, "effect": e.name, "n": e.n, "estimate": e.estimate, "ci_low": e.low,
+                             "ci_high": e.high, "df": e.df, "mean": e.mean, "note": e.note} for e in effects])
+    text = []
+    for e in effects:
+        row = {"effect": e.name}
+        if e.kind == "vs baseline":
+            row[f"{TITLES.get(metric, metric)}"] = "—" if e.mean is None else f"{e.mean * scale:.2f}"
+        row[f"Δ {metric} ({u})" if u else f"Δ {metric}"] = "—" if e.estimate is None else f"{e.estimate * scale:+.2f}"
+        row["95% CI"] = "n/a" if e.low is None else f"[{e.low * scale:+.2f}, {e.high * scale:+.2f}]" + (
+            " *" if e.significant else "")
+        row["n"] = e.n
+        row["note"] = e.note
+        text.append(row)
+    return numbers, pd.DataFrame(text)
+
+
+def first_fit(history: pd.DataFrame, threshold: float = FIT_ACC) -> dict | None:
+    """The first logged epoch whose training accuracy reaches the threshold (epoch, step, seconds), else None."""
+    if history.empty or "train_acc" not in history:
+        return None
+    hit = history[history["train_acc"] >= threshold]
+    if hit.empty:
+        return None
+    row = hit.iloc[0]
+    return {k: float(row[k]) for k in ("epoch", "step", "seconds") if k in row and pd.notna(row[k])}
+
+
+def fit_table(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time to fit the training set per configuration: how many seeds fit, after how many epochs and steps."""
+    numbers, text = [], []
+    for c in study.conditions:
+        done = c.runs[c.runs["status"] == "completed"]
+        fits = [first_fit(study.history(d)) for d in done["run_dir"]]
+        ok = [f for f in fits if f]
+        epochs = np.array([f["epoch"] for f in ok])
+        steps = np.array([f["step"] for f in ok if "step" in f])
+        num = {**c.columns, "n": len(fits), "fitted": len(ok),
+               "epochs_to_fit_mean": epochs.mean() if len(epochs) else math.nan,
+               "epochs_to_fit_std": epochs.std(ddof=1) if len(epochs) > 1 else math.nan,
+               "steps_to_fit_mean": steps.mean() if len(steps) else math.nan,
+               "steps_to_fit_std": steps.std(ddof=1) if len(steps) > 1 else math.nan}
+        numbers.append(num)
+        fitted = f"{len(ok)} of {len(fits)}" if fits else "—"
+        text.append({**c.columns, "fitted": fitted if ok or not fits else f"not fitted (0 of {len(fits)})",
+                     "epochs to fit": mean_std(num["epochs_to_fit_mean"], num["epochs_to_fit_std"], len(epochs), 1, 1),
+                     "steps to fit": mean_std(num["steps_to_fit_mean"], num["steps_to_fit_std"], len(steps), 1, 0)})
+    return pd.DataFrame(numbers), pd.DataFrame(text)
+
+
+# ---- writers
+def markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_(empty)_\n"
+    df = df.fillna("")
+    cols = [str(c) for c in df.columns]
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
+             "|" + "|".join("---:" if _numeric_column(df[c]) else "---" for c in df.columns) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def latex(df: pd.DataFrame, caption: str = "") -> str:
+    """A booktabs ``tabular`` (``\\usepackage{booktabs}``), ready to ``\\input``."""
+    df = df.fillna("")
+    align = "".join("r" if _numeric_column(df[c]) else "l" for c in df.columns)
+    lines = [f"% {caption}" if caption else "% regbench report", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+             " & ".join(_tex(c) for c in df.columns) + " \\\\", "\\midrule"]
+    lines += [" & ".join(_tex(v) for v in row) + " \\\\" for row in df.itertuples(index=False)]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(value) -> str:
+    text = str(value)
+    for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("$", "\\$"), ("#", "\\#"), ("_", "\\_"),
+                 ("{", "\\{"), ("}", "\\}"), ("~", "\\textasciitilde{}"), ("^", "\\^{}")):
+        text = text.replace(a, b)
+    for a, b in (("±", "$\\pm$"), ("—", "--"), ("Δ", "$\\Delta$"), ("×", "$\\times$"), ("→", "$\\to$"),
+                 ("−", "$-$")):
+        text = text.replace(a, b)
+    return text
+
+
+def _numeric_column(col: pd.Series) -> bool:
+    text = col.astype(str).str.replace(r"[±\s\[\],+−—%.\-–eE]|n/a", "", regex=True)
+    return bool(len(col)) and text.str.fullmatch(r"\d*").all() and col.astype(str).str.contains(r"\d").any()
