@@ -30,8 +30,17 @@ class Job:
 
 
 def load_multirun(sweep_dir: str | Path) -> DictConfig | None:
+    """The sweep's config: its multirun.yaml, or, for a sweeper that writes none (Optuna), the Hydra
+    config of its latest job, which names the sweeper and its trial budget."""
     path = Path(sweep_dir) / MULTIRUN_FILE
-    return OmegaConf.load(path) if path.exists() else None
+    if path.exists():
+        return OmegaConf.load(path)
+    jobs = sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml"), key=lambda p: p.stat().st_mtime)
+    if jobs:
+        cfg = OmegaConf.load(jobs[-1])
+        if not is_basic_sweeper(cfg):
+            return cfg
+    return None
 
 
 def is_basic_sweeper(cfg: DictConfig) -> bool:
@@ -41,6 +50,8 @@ def is_basic_sweeper(cfg: DictConfig) -> bool:
 def sweep_arguments(cfg: DictConfig) -> list[str]:
     """The sweeper's input: the config's ``hydra.sweeper.params`` first, then the command line (which wins)."""
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    if not is_basic_sweeper(cfg):  # a job's own config: its overrides are values drawn, not the sweep
+        return [f"{k}={v}" for k, v in params.items()]
     task = OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False) if "overrides" in cfg.hydra else []
     return [*(f"{k}={v}" for k, v in params.items()), *task]
 
