@@ -84,4 +84,4 @@ def test_the_wheel_carries_the_studies_and_launcher_presets(tmp_path):
     (wheel,) = tmp_path.glob("regbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"regbench/conf/experiment/{s}.yaml" for s in STUDIES} <= names
-    assert "regbench/conf/hydra/launcher/submitit_slurm.yaml" in names
+    assert "regbench/conf/hydra/launcher/slurm.yaml" in names

@@ -1,0 +1,115 @@
+"""Every launcher gives the same table as the sequential one, and one W&B run per job, grouped and tagged."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from helpers import run_cli
+from omegaconf import OmegaConf
+
+# W&B on (offline, from the test environment); the trainer's thread count left to each launcher.
+ARGS = ("model=mlp", "regularizer=none,dropout", "seed=0", "trainer.max_epochs=2", "dataset.n_train=200",
+        "trainer.progress=false", "logger=wandb")
+SAME = ["run_dir", "run_id", "status", "regularizer", "seed", "epochs_run", "steps", "best_epoch"]
+CLOSE = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sequential")
+    out = run_cli("run", "-m", *ARGS, f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp / "sweep"
+
+
+def assert_same_table(expected_dir, sweep_dir):
+    a = pd.read_csv(expected_dir / "results.csv").sort_values("run_dir").reset_index(drop=True)
+    b = pd.read_csv(sweep_dir / "results.csv").sort_values("run_dir").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[SAME], b[SAME])
+    pd.testing.assert_frame_equal(a[CLOSE], b[CLOSE], rtol=1e-4, atol=1e-6)  # thread counts may differ
+    sa, sb = (pd.read_csv(d / "summary.csv") for d in (expected_dir, sweep_dir))
+    pd.testing.assert_frame_equal(sa[["regularizer", "n"]], sb[["regularizer", "n"]])
+
+
+def assert_one_wandb_run_per_job(sweep_dir, group: str = "default"):
+    ids = []
+    for run_dir in sorted(p.parent for p in sweep_dir.glob("*/result.json")):
+        (offline,) = (run_dir / "wandb").glob("offline-run-*")  # exactly one run per job dir
+        (log,) = offline.glob("run-*.wandb")
+        data = log.read_bytes()
+        regularizer = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+        tag = next(o for o in regularizer if o.startswith("regularizer="))
+        assert group.encode() in data and tag.encode() in data  # grouped by study, tagged by its factor value
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["logger_id"] == offline.name.rsplit("-", 1)[1]
+        ids.append(result["logger_id"])
+    assert len(ids) == 2 and len(set(ids)) == 2  # no lost or merged runs
+
+
+def test_sequential_sweep_has_one_wandb_run_per_job(sequential):
+    assert_one_wandb_run_per_job(sequential)
+
+
+def test_joblib_gives_the_sequential_table(sequential, run_sweep):
+    out, sweep_dir = run_sweep(*ARGS, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert_same_table(sequential, sweep_dir)
+    assert_one_wandb_run_per_job(sweep_dir)
+    for log in sweep_dir.glob("*/regbench.log"):  # two jobs side by side split the cores
+        assert "2 job(s) share" in log.read_text()
+
+
+@pytest.mark.slow
+def test_submitit_local_gives_the_sequential_table(sequential, run_sweep):
+    out, sweep_dir = run_sweep(*ARGS, "hydra/launcher=submitit_local", timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert_same_table(sequential, sweep_dir)
+    assert_one_wandb_run_per_job(sweep_dir)
+
+
+def test_the_slurm_preset_is_accepted_by_submitit_and_requeues(tmp_path, monkeypatch):
+    """hydra/launcher=slurm: every key reaches submitit's SLURM executor; time-outs are requeued."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    from regbench.config import compose
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\n")  # submitit only checks that SLURM's tools exist
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{__import__('os').environ['PATH']}")
+    cfg = compose(["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}/sweep"], return_hydra_config=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert params.pop("_target_").endswith("SlurmLauncher")
+    assert params["max_num_timeout"] > 0 and params["signal_delay_s"] > 0
+    # what BaseSubmititLauncher.launch does with them
+    executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    script = executor._executor._make_submission_file_text("python job.py", "0")
+    assert "--signal=USR2@120" in script and "--time=240" in script
+
+
+@pytest.mark.slow
+def test_a_timed_out_submitit_job_is_requeued_and_resumes(run_sweep):
+    """submitit_local with a 1-minute limit signals the job 30 s in (its fixed signal delay); the job is
+    requeued (up to 3 times) and resumes from last.pt. About 40 s of training: two attempts or more."""
+    args = ("model=mlp_3x512", "seed=0", "trainer.max_epochs=120", "trainer.early_stopping.patience=null", "logger=none",
+            "trainer.progress=false", "trainer.num_threads=1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1")
+    out, sweep_dir = run_sweep(*args, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    (run_dir,) = [p.parent for p in sweep_dir.glob("*/result.json")]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed" and result["epochs_run"] == 120
+    assert "resuming" in (run_dir / "regbench.log").read_text()  # at least one requeue, resumed
+    submitit_logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_log.*"))
+    assert "Requeued" in submitit_logs or "requeue" in submitit_logs.lower()
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 121))  # every epoch once, none lost or repeated
