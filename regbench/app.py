@@ -15,8 +15,9 @@ job trains in its own directory and:
 Preemption and time limits (submitit): hydra-submitit-launcher submits the launcher object itself,
 and its ``checkpoint()`` resubmits the same call, that is the same overrides, so the requeued job
 lands in the same directory with the same run id and resumes from ``checkpoints/last.pt``
-(at most the epoch in progress is redone). Nothing needs wrapping here; the preset
-``hydra/launcher=submitit_slurm`` only allows requeues after a timeout (``max_num_timeout``).
+(at most the epoch in progress is redone). Nothing needs wrapping here. Preempted jobs are
+always requeued; jobs that reach their time limit only up to ``max_num_timeout`` times, which is 0
+in the plugin's ``submitit_slurm`` and 20 in regbench's preset ``hydra/launcher=slurm``.
 """
 
 from __future__ import annotations
