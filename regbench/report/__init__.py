@@ -97,6 +97,8 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
             log.warning("the %s could not be drawn:\n%s", what, traceback.format_exc())
             broken.append(f"{what}: {type(e).__name__}: {e}")
 
+    _forget_stale_figures(figure_dir, drawn)
+
     # ---- provenance, W&B
     prov = provenance.collect(study, report_args)
     wandb_line = "not uploaded: no run of this sweep logged to W&B online (tables and figures stay in the sweep directory)"
@@ -108,7 +110,7 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
                                        sweep_dir)
             wandb_line = f"uploaded to the summary run {url} (project {target['project']}, group {target['group']}, job_type report)"
         except Exception as e:  # noqa: BLE001 - no network must not lose the local report
-            wandb_line = f"upload to W&B failed ({type(e).__name__}: {e}); the files below are complete"
+            wandb_line = f"upload to W&B failed ({type(e).__name__}: {e}); the local files are complete"
 
     # ---- the document
     blocks = _document(study, metric, prov, ablation_txt, ablation_files, ablation_caption, vs_base, factorial,
@@ -123,12 +125,26 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
     return written
 
 
+MANIFEST = ".report-figures"  # the figures the last report wrote, so a re-run removes those it no longer draws
+
+
+def _forget_stale_figures(figure_dir: Path, drawn: list) -> None:
+    manifest = figure_dir / MANIFEST
+    now = {p.name for f in drawn for p in (f.png, f.svg)}
+    if manifest.exists():
+        for name in set(manifest.read_text().split()) - now:
+            (figure_dir / name).unlink(missing_ok=True)
+    if drawn:
+        manifest.write_text("\n".join(sorted(now)) + "\n")
+
+
 def _document(study, metric, prov, ablation_txt, ablation_files, ablation_caption, vs_base, factorial,
               effects_files, fit_txt, fit_files, drawn, broken, wandb_line, sweep_dir) -> list:
     from regbench.report import document as doc
     from regbench.report import provenance
     from regbench.report.effects import factorial_design, unit
-    from regbench.report.tables import FIT_ACC, effects_table
+    from regbench.report.tables import effects_table
+    from regbench.sweep.results import FIT_ACC
 
     counts = prov["counts"]
     total = sum(counts.values())
@@ -139,8 +155,7 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
                              f"Baseline: **{study.baseline.label if study.baseline else '—'}** ({study.baseline_note}).")]
     if total - counts.get("completed", 0):
         what = [f"{n} {s}" for s, n in counts.items() if s != "completed"]
-        expected = f" of {prov['expected']} expected" if prov["expected"] else ""
-        blocks.append(doc.Text(f"**Unfinished or incomplete sweep**: {counts.get('completed', 0)} runs completed{expected}; "
+        blocks.append(doc.Text(f"**Unfinished or incomplete sweep**: {counts.get('completed', 0)} of {total} runs completed; "
                                f"{', '.join(what)}. Every number below uses completed runs only; see "
                                "_Runs that did not complete_."))
 
@@ -201,7 +216,8 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
     started, first, last = prov["started"], prov["finished_first"], prov["finished_last"]
     blocks += [doc.Heading(2, "Provenance"),
                doc.Text("The sweep was run with:" if prov["commands"] else
-                        "No `multirun.yaml` in the sweep directory: the runs were not started as one Hydra sweep."),
+                        "No `multirun.yaml` in the sweep directory (single runs, or a sampling sweeper such as Optuna, "
+                        "leave none); each run's overrides are in its `.hydra/overrides.yaml`."),
                *( [doc.Code("\n".join(prov["commands"]))] if prov["commands"] else []),
                doc.Items([
                    "code of the runs (result.json): " + ("; ".join(code) or "no finished run"),

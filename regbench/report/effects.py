@@ -137,8 +137,9 @@ def factorial(study: Study, metric: str) -> list[Effect]:
 
 
 def _effect(kind: str, name: str, r: dict, cells) -> Effect:
-    return Effect(kind, name, r["estimate"], r.get("low"), r.get("high"), r.get("df"),
-                  n=", ".join(str(len(x)) for _, _, x in cells), note=r["note"])
+    ns = [len(x) for _, _, x in cells]
+    n = f"{ns[0]} each of {len(ns)}" if len(set(ns)) == 1 else ", ".join(map(str, ns))
+    return Effect(kind, name, r["estimate"], r.get("low"), r.get("high"), r.get("df"), n=n, note=r["note"])
 
 
 def unit(metric: str) -> tuple[float, str]:

@@ -6,9 +6,10 @@ When the sweep has the factors for them, the figures of the studies regbench emb
     (Zhang et al. 2017, Fig. 1a);
   - ``dataset.label_noise``: test error and time to fit against label corruption (Fig. 1b, 1c);
   - ``model.width`` / ``model.widen_factor``: train and test error against width (double descent);
-  - a ``*.strength`` factor (λ) with the optimizer, the regularizer or ``optimizer.lr``: a heatmap
+  - a ``strength`` / ``*.strength`` factor (λ) with the optimizer, the regularizer or ``optimizer.lr``: a heatmap
     per method over λ (and lr), e.g. Adam + L2 against AdamW (Loshchilov & Hutter 2019, Fig. 2);
-  - ``model.init_gain``: final loss against the init scale, diverged runs marked.
+  - ``model.init_gain``: final loss against the init scale, diverged runs marked;
+  - a random (Optuna) search: the metric against each sampled hyperparameter.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import pandas as pd
 
 from regbench.report.effects import Effect, unit
 from regbench.report.study import Condition, Study, as_number
-from regbench.report.tables import FIT_ACC, first_fit
+from regbench.sweep.results import FIT_ACC
 
 MAX_OVERLAID = 6   # more configurations than this get one panel each
 MAX_LINES = 8      # study figures draw at most this many lines; the rest of the sweep is held at the baseline
+MAX_CURVE_PANELS = 12
 CORRUPTION_NAMES = {"none": "", "shuffled_pixels": "shuffled pixels", "random_pixels": "random pixels",
                     "gaussian": "Gaussian", "shuffled": "shuffled pixels", "random": "random pixels"}
 WIDTH_KEYS = ("model.width", "model.widen_factor")
@@ -99,6 +101,7 @@ def _band(ax, frame: pd.DataFrame, x: str, color, label: str | None, style: str 
 # ---- always
 def learning_curves(study: Study, out: Path) -> list[Figure]:
     plt = _plt()
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     conds = [c for c in study.conditions if c.n > 0]
@@ -123,26 +126,55 @@ def learning_curves(study: Study, out: Path) -> list[Figure]:
         fig.tight_layout()
         return [_save(fig, out, "learning_curves", "Learning curves",
                       f"Train and validation loss and accuracy per epoch, one line per configuration ({band}).")]
+    line_factor = _line_factor(study, conds)
+    others = [f for f in study.factors if f != line_factor]
+    panels: dict[tuple, list[Condition]] = {}
+    for c in conds:
+        panels.setdefault(tuple(c.settings[f] for f in others), []).append(c)
+    note = ""
+    if len(panels) > MAX_CURVE_PANELS:
+        note = f" The first {MAX_CURVE_PANELS} of {len(panels)} panels are shown."
+        panels = dict(list(panels.items())[:MAX_CURVE_PANELS])
+    levels = list(dict.fromkeys(c.settings[line_factor] for c in conds)) if line_factor else []
+    color_of = dict(zip(levels, _colors(len(levels))))
     figs = []
-    for kind in ("loss", "acc"):
-        ncols = 4
-        nrows = math.ceil(len(conds) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), sharex=True, sharey=True, squeeze=False)
-        for ax, c in zip(axes.flat, conds):
-            _band(ax, curve(study, c, "epoch", f"train_{kind}"), "epoch", "C0", "train")
-            _band(ax, curve(study, c, "epoch", f"val_{kind}"), "epoch", "C1", "validation", "--")
-            ax.set_title(f"{c.label} (n={c.n})", fontsize=8)
+    for kind, word in (("loss", "loss"), ("acc", "accuracy")):
+        ncols = min(4, len(panels))
+        nrows = math.ceil(len(panels) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows + 0.6), sharex=True, sharey=True,
+                                 squeeze=False)
+        for ax, (key, cs) in zip(axes.flat, panels.items()):
+            for c in cs:
+                color = color_of[c.settings[line_factor]] if line_factor else "C0"
+                _band(ax, curve(study, c, "epoch", f"train_{kind}"), "epoch", color, None)
+                _band(ax, curve(study, c, "epoch", f"val_{kind}"), "epoch", color if line_factor else "C1", None, "--")
+            title = study.label_of(dict(zip(others, key))) if line_factor else f"{cs[0].label} (n={cs[0].n})"
+            ax.set_title(title, fontsize=8)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        for ax in list(axes.flat)[len(conds):]:
+        for ax in list(axes.flat)[len(panels):]:
             ax.set_axis_off()
-        axes.flat[0].legend(loc="best")
+        handles = [Line2D([], [], color="0.3" if line_factor else "C0", ls="-", label="train"),
+                   Line2D([], [], color="0.3" if line_factor else "C1", ls="--", label="validation")]
+        handles += [Line2D([], [], color=color_of[v], label=study.label_of({line_factor: v})) for v in levels]
+        fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), frameon=False, fontsize=8)
         fig.supxlabel("epoch")
-        fig.supylabel("loss" if kind == "loss" else "accuracy")
-        fig.tight_layout()
-        word = "loss" if kind == "loss" else "accuracy"
+        fig.supylabel(word)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+        by = f"one colour per {study.short[line_factor]}, " if line_factor else ""
         figs.append(_save(fig, out, f"learning_curves_{kind}", f"Learning curves: {word}",
-                          f"Train (solid) and validation (dashed) {word} per epoch, one panel per configuration ({band})."))
+                          f"Train (solid) and validation (dashed) {word} per epoch, {by}one panel per "
+                          f"{'setting of the other factors' if line_factor else 'configuration'} ({band}).{note}"))
     return figs
+
+
+def _line_factor(study: Study, conds: list[Condition]) -> str | None:
+    """The factor drawn as coloured lines within a panel: the one with the most levels that still fit."""
+    best, best_levels = None, 1
+    for f in study.factors:
+        levels = len({c.settings[f] for c in conds})
+        if best_levels < levels <= MAX_OVERLAID or (levels == best_levels and best is not None and levels > 1):
+            best, best_levels = f, levels
+    return best
 
 
 def effects_plot(effects: list[Effect], metric: str, out: Path) -> list[Figure]:
@@ -196,7 +228,7 @@ def _mean_std(c: Condition, metric: str, transform=lambda v: v) -> tuple[float, 
     return (float(x.mean()) if len(x) else math.nan, float(x.std(ddof=1)) if len(x) > 1 else 0.0, len(x))
 
 
-def corruption_label(study: Study, c: Condition) -> str:
+def corruption_label(study: Study, c: Condition, with_others: bool = True) -> str:
     parts = []
     noise = c.number("dataset.label_noise") if "dataset.label_noise" in c.settings else None
     corruption = c.settings.get("dataset.input_corruption")
@@ -204,38 +236,55 @@ def corruption_label(study: Study, c: Condition) -> str:
         parts.append(CORRUPTION_NAMES.get(corruption, corruption))
     if noise is not None:
         parts.append("true labels" if noise == 0 else "random labels" if noise == 1 else f"{noise:.0%} corrupted labels")
-    others = {f: v for f, v in c.settings.items() if f not in ("dataset.label_noise", "dataset.input_corruption")}
+    others = {f: v for f, v in c.settings.items() if f not in CORRUPTION_KEYS}
     text = ", ".join(p for p in parts if p) or "true labels"
-    return f"{text} ({study.label_of(others)})" if others else text
+    return f"{text} ({study.label_of(others)})" if others and with_others else text
+
+
+CORRUPTION_KEYS = ("dataset.label_noise", "dataset.input_corruption")
+MAX_PANELS = 4
 
 
 def fitting_curves(study: Study, out: Path) -> list[Figure]:
-    """Zhang et al. 2017, Fig. 1a: training loss against steps for true/random labels and corrupted inputs."""
+    """Zhang et al. 2017, Fig. 1a: training loss against steps for true/random labels and corrupted inputs,
+    one panel per setting of the other factors (e.g. per model)."""
     has_inputs = "dataset.input_corruption" in study.factors
     has_random = any(c.number("dataset.label_noise") == 1 for c in study.conditions) if "dataset.label_noise" in study.factors else False
     if not (has_inputs or has_random):
         return []
     plt = _plt()
-    conds = [c for c in study.conditions if c.n > 0]
+    others = [f for f in study.factors if f not in CORRUPTION_KEYS]
+    panels: dict[tuple, list[Condition]] = {}
+    for c in study.conditions:
+        if c.n > 0:
+            panels.setdefault(tuple(c.settings[f] for f in others), []).append(c)
     note = ""
-    if len(conds) > MAX_LINES and study.baseline is not None:
-        keep = [f for f in study.factors if f not in ("dataset.label_noise", "dataset.input_corruption")]
-        conds = [c for c in conds if all(c.settings[f] == study.baseline.settings[f] for f in keep)]
+    if len(panels) > MAX_PANELS and study.baseline is not None:
+        held = tuple(study.baseline.settings[f] for f in others)
+        panels = {k: v for k, v in panels.items() if k == held}
         note = " Other factors held at the baseline's values."
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for c, color in zip(conds, _colors(len(conds))):
-        _band(ax, curve(study, c, "step", "train_loss"), "step", color, f"{corruption_label(study, c)} (n={c.n})")
-    if not conds:
-        _empty(ax, "no completed run yet")
-    else:
+    ncols = max(1, min(len(panels), 2))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4 * nrows), squeeze=False, sharey=True)
+    conditions = list(dict.fromkeys(corruption_label(study, c, with_others=False) for cs in panels.values() for c in cs))
+    color_of = dict(zip(conditions, _colors(len(conditions))))
+    for ax, (key, conds) in zip(axes.flat, panels.items()):
+        for c in conds:
+            label = corruption_label(study, c, with_others=False)
+            _band(ax, curve(study, c, "step", "train_loss"), "step", color_of[label], f"{label} (n={c.n})")
+        ax.set_title(study.label_of(dict(zip(others, key))) if others else "", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
         ax.legend(loc="best")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Fitting true and corrupted data (cf. Zhang et al. 2017, Fig. 1a)")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    if not panels:
+        _empty(axes.flat[0], "no completed run yet")
+    fig.suptitle("Fitting true and corrupted data (cf. Zhang et al. 2017, Fig. 1a)")
     fig.tight_layout()
     return [_save(fig, out, "train_loss_vs_steps", "Training loss against steps",
                   "Training loss (evaluated after each epoch) against optimizer steps per condition; mean over seeds, "
-                  "band ±1 std." + note)]
+                  "band ±1 std" + (", one panel per setting of the other factors." if others else ".") + note)]
 
 
 def label_noise_figures(study: Study, out: Path) -> list[Figure]:
@@ -270,15 +319,14 @@ def label_noise_figures(study: Study, out: Path) -> list[Figure]:
     for (label, points), color in zip(lines.items(), colors):
         xs, ys, es = [], [], []
         for x, c in points:
-            done = c.runs.loc[c.runs["status"] == "completed", "run_dir"]
-            fits = [first_fit(study.history(d)) for d in done]
-            steps = [f["step"] for f in fits if f and "step" in f]
-            if steps:
+            done = c.runs[c.runs["status"] == "completed"]
+            steps = pd.to_numeric(done["steps_to_fit"], errors="coerce").dropna().to_numpy() if "steps_to_fit" in done else []
+            if len(steps):
                 xs.append(x), ys.append(np.mean(steps)), es.append(np.std(steps, ddof=1) if len(steps) > 1 else 0)
-                if len(steps) < len(fits):
-                    ax.annotate(f"{len(steps)}/{len(fits)} fit", (x, np.mean(steps)), textcoords="offset points",
+                if len(steps) < len(done):
+                    ax.annotate(f"{len(steps)}/{len(done)} fit", (x, np.mean(steps)), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7)
-            elif fits:
+            elif len(done):
                 unfitted.append((x, color))
         if xs:
             any_fit = True
@@ -338,7 +386,9 @@ def width_figure(study: Study, out: Path) -> list[Figure]:
 
 def heatmap(study: Study, metric: str, out: Path) -> list[Figure]:
     """A panel per method (optimizer × regularizer ...) over λ (columns) and lr (rows): Adam + L2 against AdamW."""
-    strengths = [f for f in study.factors if f.endswith(".strength") and _numeric_or_default(study, f)]
+    strengths = [f for f in study.factors if (f == "strength" or f.endswith(".strength")) and _numeric_or_default(study, f)]
+    if sampled(study):
+        return []  # a random search fills a grid too sparsely for a heatmap: see search_figure
     has_lr = study.numeric_factor(LR_KEY)
     methods_keys = [f for f in study.factors if f not in strengths and f != LR_KEY]
     if not strengths or not (has_lr or methods_keys):
@@ -367,10 +417,10 @@ def heatmap(study: Study, metric: str, out: Path) -> list[Figure]:
     finite = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
     vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0, 1)
     higher_better = not metric.endswith("loss")
-    fig, axes = plt.subplots(1, len(grids), figsize=(max(1.0 * len(lams), 2.2) * len(grids) + 1.8, 0.6 * len(lrs) + 2.0),
+    fig, axes = plt.subplots(1, len(grids), figsize=(max(0.75 * len(lams), 2.2) * len(grids) + 1.8, 0.5 * len(lrs) + 2.0),
                              squeeze=False, sharey=True, layout="constrained")
     image = None
-    for i, (ax, (name, grid)) in enumerate(zip(axes[0], grids.items())):
+    for panel, (ax, (name, grid)) in enumerate(zip(axes[0], grids.items())):
         image = ax.imshow(grid, cmap="viridis" if higher_better else "viridis_r", vmin=vmin, vmax=vmax, aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             ax.text(j, i, "—" if np.isnan(v) else f"{v:.1f}" if scale != 1 else f"{v:.3g}", ha="center", va="center",
@@ -378,7 +428,7 @@ def heatmap(study: Study, metric: str, out: Path) -> list[Figure]:
         ax.set_xticks(range(len(lams)), [f"{v:g}" for v in lams], rotation=45)
         ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs] if has_lr else [""])
         ax.set_xlabel("λ")
-        if has_lr and i == 0:
+        if has_lr and panel == 0:
             ax.set_ylabel("learning rate")
         ax.set_title(name or "all runs", fontsize=8)
         ax.grid(False)
@@ -389,6 +439,43 @@ def heatmap(study: Study, metric: str, out: Path) -> list[Figure]:
                   + ", one panel per method (cf. Loshchilov & Hutter 2019, Fig. 2: Adam + L2 against AdamW); λ is "
                   + " or ".join(f"`{s}`" for s in strengths) + "; "
                   "— marks a cell without a completed run.")]
+
+
+def sampled(study: Study) -> bool:
+    """A random or Optuna search: every configuration has its own value of every numeric factor (no grid)."""
+    numeric = [f for f in study.factors if study.numeric_factor(f)]
+    n = len(study.conditions)
+    return n > 4 and len(study.factors) >= 2 and bool(numeric) and all(
+        len({c.settings[f] for c in study.conditions}) == n for f in numeric)
+
+
+def search_figure(study: Study, metric: str, out: Path) -> list[Figure]:
+    """For a random search: the metric of every run against each sampled hyperparameter."""
+    if not sampled(study):
+        return []
+    plt = _plt()
+    numeric = [f for f in study.factors if study.numeric_factor(f)]
+    scale, _ = unit(metric)
+    fig, axes = plt.subplots(1, len(numeric), figsize=(3.6 * len(numeric), 3.4), squeeze=False, sharey=True)
+    best = max((c for c in study.conditions if c.n), key=lambda c: c.values(metric).mean() * (1 if not metric.endswith("loss") else -1),
+               default=None)
+    for ax, f in zip(axes[0], numeric):
+        xs = [c.number(f) for c in study.conditions if c.n]
+        ys = [c.values(metric).mean() * scale for c in study.conditions if c.n]
+        ax.scatter(xs, ys, s=18, color="C0", alpha=0.8)
+        if best is not None:
+            ax.scatter([best.number(f)], [best.values(metric).mean() * scale], s=60, facecolors="none", edgecolors="C3",
+                       label="best")
+        if xs and min(xs) > 0 and max(xs) / min(xs) >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(study.short[f])
+    axes[0][0].set_ylabel(metric + (" (%)" if scale != 1 else ""))
+    if best is not None:
+        axes[0][0].legend(loc="best")
+    fig.suptitle(f"{metric} of each sampled configuration against each hyperparameter")
+    fig.tight_layout()
+    return [_save(fig, out, f"search_{metric}", f"{metric} against the sampled hyperparameters",
+                  f"Random search: each dot is one configuration (mean over its seeds); the circled one has the best {metric}.")]
 
 
 def _numeric_or_default(study: Study, factor: str) -> bool:
@@ -456,4 +543,5 @@ def study_figures(study: Study, metric: str, out: Path) -> list[Figure]:
     for draw in (fitting_curves, label_noise_figures, width_figure, init_figure):
         figs += draw(study, out)
     figs += heatmap(study, metric, out)
+    figs += search_figure(study, metric, out)
     return figs

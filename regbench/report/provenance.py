@@ -1,9 +1,9 @@
 """Where a sweep's numbers come from: the command, code version, dates, hardware, and what did not finish.
 
 The command is Hydra's own record of the sweep (``multirun.yaml``: ``hydra.overrides``); the jobs
-it was going to run are expanded from the same record (command-line sweeps and an experiment's
-``hydra.sweeper.params``), so jobs that never started show up as missing even though they left no
-directory behind.
+it was going to run are expanded from the same record by :mod:`regbench.sweep.jobs` (the run table
+of :func:`regbench.sweep.results.load_runs` already lists those of the sweep dir's own sweep), so
+jobs that never started show up even though they left no directory behind.
 """
 
 from __future__ import annotations
@@ -16,13 +16,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 import regbench
-from regbench.report.study import FAILED, UNFINISHED, Study, as_number, parse_selection
-from regbench.sweep.results import METRICS
-
-NOT_OVERRIDES = {"run_dir", "status", "run_id", "error", *METRICS}
+from regbench.report.study import FAILED, UNFINISHED, Study
 
 
 def collect(study: Study, report_args: list[str] | None = None) -> dict:
@@ -50,82 +45,63 @@ def collect(study: Study, report_args: list[str] | None = None) -> dict:
         "unfinished": [(row.run_dir, row.status) for row in unfinished.itertuples()],
         "never_started": [d for d, s in zip(study.runs["run_dir"], study.runs["status"]) if s == "not started"]
                          + [job for s in sweeps for job in s["missing"]],
-        "expected": sum(s["expected"] or 0 for s in sweeps) if sweeps and all(s["expected"] is not None for s in sweeps) else None,
         "notes": [n for s in sweeps for n in s["notes"]],
     }
 
 
 def _counts(study: Study, sweeps: list[dict]) -> dict[str, int]:
     counts = study.counts()
-    missing = sum(len(s["missing"]) for s in sweeps)  # jobs the run table does not know about at all
+    missing = sum(len(s["missing"]) + s["unsampled"] for s in sweeps)  # jobs the run table does not list
     if missing:
         counts = {**{s: n for s, n in counts.items() if s != "not started"}, "not started": counts.get("not started", 0) + missing}
     return counts
 
 
 def _sweep_record(study: Study, path: Path) -> dict:
-    record = {"command": "", "expected": None, "missing": [], "notes": []}
+    """The command of one ``multirun.yaml`` and its jobs that have no run (the run table lists those of
+    the sweep dir's own multirun.yaml as pending already; sub-sweeps in sub-folders are checked here)."""
+    from omegaconf import OmegaConf
+
+    from regbench.sweep.jobs import expected_count, expected_jobs, load_multirun
+
+    record = {"command": "", "missing": [], "unsampled": 0, "notes": []}
+    here = path.parent
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        record["notes"].append(f"{path}: unreadable ({e})")
+        cfg = load_multirun(here)
+        overrides = OmegaConf.to_container(cfg.hydra.overrides, resolve=False)
+    except Exception as e:  # noqa: BLE001 - an unreadable record costs the command line, not the report
+        record["notes"].append(f"{path}: unreadable ({type(e).__name__}: {e})")
         return record
-    hydra = cfg.get("hydra") or {}
-    overrides = hydra.get("overrides") or {}
     task = [str(o) for o in overrides.get("task") or []]
     own = [str(o) for o in overrides.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
     record["command"] = "regbench run -m " + " ".join(_quote(o) for o in [*task, *own])
+    known = {(study.sweep_dir / d).resolve() for d in study.runs["run_dir"]}
+    top = here.resolve()
+    below = sum(1 for d in known if d == top or top in d.parents)
     try:
-        jobs = expected_jobs(task, (hydra.get("sweeper") or {}).get("params") or {})
-    except Exception as e:  # an override Hydra's parser rejects, an interval sweep: the report goes on without
-        record["notes"].append(f"the jobs of {path.parent} could not be listed: {e}")
+        if top == study.sweep_dir.resolve():
+            jobs = [] if _is_grid(cfg) else None  # the run table has expanded the sweep dir's own sweep already
+        else:
+            jobs = expected_jobs(cfg)
+        if jobs is None:  # a sampling sweeper (Optuna) draws its trials as it goes: only their number is known
+            planned = expected_count(cfg)
+            if planned is not None:
+                record["unsampled"] = max(0, planned - below)
+                record["notes"].append(f"`{here.name}`: {planned} trials planned by the sampler, {below} on disk")
+            return record
+    except Exception as e:  # noqa: BLE001 - jobs Hydra cannot expand here: list what is on disk only
+        record["notes"].append(f"the jobs of {here} could not be listed ({type(e).__name__}: {e})")
         return record
-    if jobs is None:
-        record["notes"].append(f"{path.parent}: not a grid sweep; missing jobs are not listed")
-        return record
-    here = path.parent
-    present = []  # every run the run table knows, with a folder or not (it may list unstarted jobs itself)
-    keys = [c for c in study.raw.columns if c not in NOT_OVERRIDES]
-    for row in study.raw.to_dict("records"):
-        full = study.sweep_dir / row["run_dir"]
-        if full == here or here in full.parents:
-            present.append({k: _norm(row[k]) for k in keys if isinstance(row[k], str)})
-    record["expected"] = len(jobs)
     for job in jobs:
-        if not any(all(run.get(k) == _norm(v) for k, v in job.items()) for run in present):
-            record["missing"].append(",".join(f"{k}={v}" for k, v in job.items()))
+        if (here / job.dirname).resolve() not in known:
+            record["missing"].append(str((here / job.dirname).relative_to(study.sweep_dir)))
     return record
 
 
-def expected_jobs(task: list[str], params: dict) -> list[dict] | None:
-    """The swept settings of every job of a grid sweep, as {key: value as written}; None for other sweeps."""
-    import itertools
+def _is_grid(cfg) -> bool:
+    from regbench.sweep.jobs import is_basic_sweeper
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    axes: dict[str, list[str]] = {}
-    for key, value in params.items():
-        axes[key] = [str(value)]
-    for o in parser.parse_overrides(task):
-        if o.is_sweep_override():
-            axes[o.get_key_element().lstrip("+~")] = [o.input_line.split("=", 1)[1]]
-    grid = {}
-    for key, (value,) in axes.items():
-        (o,) = parser.parse_overrides([f"{key}={value}"])
-        if o.is_sweep_override() and not o.is_discrete_sweep():
-            return None
-        grid[key] = list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [value]
-    swept = {k: v for k, v in grid.items() if len(v) > 1}
-    return [dict(zip(swept, combo)) for combo in itertools.product(*swept.values())]
-
-
-def _norm(value):
-    text = str(value).strip()
-    if text.startswith("[") or text.lower() in ("none", "null"):
-        return tuple(parse_selection(text))
-    x = as_number(text)
-    return x if x is not None else text.lower()
+    return is_basic_sweeper(cfg)
 
 
 def _quote(override: str) -> str:

@@ -51,6 +51,12 @@ def format_number(x: float) -> str:
     return text if float(text) == x else repr(x)
 
 
+def short_value(value: str) -> str:
+    """A sampled 0.00018255254802399022 reads as 0.0001826 in tables and legends (the CSV keeps every digit)."""
+    x = as_number(value)
+    return f"{x:.4g}" if x is not None and len(str(value)) > 8 else str(value)
+
+
 def as_number(value) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -164,10 +170,19 @@ class Study:
         return any(str(v).startswith("[") for v in self.runs[key])
 
     def _members(self, key: str) -> list[str]:
-        members: list[str] = []
-        for v in self.runs[key]:
-            members += [m for m in parse_selection(v) if m not in members]
-        return members
+        """Every regularizer selected anywhere, in the order the sweep's lists name them
+        (``[signal_shift,weight_decay]``, ``[weight_decay,batchnorm]`` → signal_shift, weight_decay, batchnorm)."""
+        lists = [parse_selection(v) for v in dict.fromkeys(self.runs[key])]
+        first_seen = list(dict.fromkeys(m for names in lists for m in names))
+        before = {m: set() for m in first_seen}  # m → members listed before m somewhere
+        for names in lists:
+            for i, m in enumerate(names):
+                before[m].update(names[:i])
+        ordered: list[str] = []
+        while len(ordered) < len(first_seen):
+            ready = [m for m in first_seen if m not in ordered and before[m] <= set(ordered)]
+            ordered.append(ready[0] if ready else next(m for m in first_seen if m not in ordered))  # a cycle: first seen
+        return ordered
 
     # ---- configurations
     def _conditions(self) -> list[Condition]:
@@ -192,15 +207,16 @@ class Study:
         x = as_number(value)
         return (0, x, 0) if x is not None else (1, 0.0, first_seen.index(value))
 
-    def columns_of(self, settings: dict[str, str]) -> dict[str, str]:
-        """Zhang et al.'s Table 1: a yes/no column per regularizer that appears anywhere, else the factor's value."""
+    def columns_of(self, settings: dict[str, str], exact: bool = False) -> dict[str, str]:
+        """Zhang et al.'s Table 1: a yes/no column per regularizer that appears anywhere, else the factor's value
+        (numbers shortened to 4 significant digits unless ``exact``)."""
         cols = {}
         for f in self.factors:
             if f in self.multi:
                 active = parse_selection(settings[f])
                 cols.update({m: "yes" if m in active else "no" for m in self.multi[f]})
             else:
-                cols[self.short[f]] = settings[f]
+                cols[self.short[f]] = settings[f] if exact else short_value(settings[f])
         return cols
 
     def label_of(self, settings: dict[str, str]) -> str:
@@ -208,7 +224,7 @@ class Study:
         for f in [f for f in self.factors if f in settings and settings[f] != NOT_APPLICABLE]:
             v = settings[f]
             names = parse_selection(v)
-            parts.append((" + ".join(names) or f"no {f}") if f in self.multi else f"{self.short[f]}={v}")
+            parts.append((" + ".join(names) or f"no {f}") if f in self.multi else f"{self.short[f]}={short_value(v)}")
         return ", ".join(parts) or "all runs"
 
     @property
@@ -248,7 +264,8 @@ class Study:
             if len(matches) > 1:
                 note += f" (the first of {len(matches)} matching configurations)"
             return matches[0], note
-        clean = [c for c in self.conditions if self.is_clean(c)]
+        varied = any(f in self.multi or f in CLEAN for f in self.factors)  # else "clean" says nothing
+        clean = [c for c in self.conditions if self.is_clean(c)] if varied else []
         for pool, note in ((clean, "no regularizer, clean data"), (self.conditions, "the first configuration")):
             finished = [c for c in pool if c.n > 0]
             if finished or pool:

@@ -18,8 +18,6 @@ from regbench.report.study import FAILED, UNFINISHED, Study
 TABLE_METRICS = ("train_acc", "test_acc", "gap")
 TITLES = {"train_acc": "train acc (%)", "test_acc": "test acc (%)", "gap": "gap (pp)", "val_acc": "val acc (%)",
           "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
-#: A run has fitted its training set once its training accuracy reaches this (Zhang et al. 2017, Fig. 1c).
-FIT_ACC = 0.99
 
 
 def ablation(study: Study, metric: str = "test_acc") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -27,7 +25,7 @@ def ablation(study: Study, metric: str = "test_acc") -> tuple[pd.DataFrame, pd.D
     params = _params(study)
     numbers, text = [], []
     for c in study.conditions:
-        num = dict(c.columns)
+        num = study.columns_of(c.settings, exact=True)
         txt = dict(c.columns)
         if params:
             num["params"] = params.get(c.key)
@@ -94,37 +92,32 @@ def effects_table(effects: list[Effect], metric: str) -> tuple[pd.DataFrame, pd.
     return numbers, pd.DataFrame(text)
 
 
-def first_fit(history: pd.DataFrame, threshold: float = FIT_ACC) -> dict | None:
-    """The first logged epoch whose training accuracy reaches the threshold (epoch, step, seconds), else None."""
-    if history.empty or "train_acc" not in history:
-        return None
-    hit = history[history["train_acc"] >= threshold]
-    if hit.empty:
-        return None
-    row = hit.iloc[0]
-    return {k: float(row[k]) for k in ("epoch", "step", "seconds") if k in row and pd.notna(row[k])}
-
-
 def fit_table(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Time to fit the training set per configuration: how many seeds fit, after how many epochs and steps."""
+    """Time to fit the training set per configuration (the run table's epochs_to_fit / steps_to_fit: the
+    first epoch whose training accuracy reached FIT_ACC): how many seeds fit, after how many epochs and steps."""
     numbers, text = [], []
     for c in study.conditions:
         done = c.runs[c.runs["status"] == "completed"]
-        fits = [first_fit(study.history(d)) for d in done["run_dir"]]
-        ok = [f for f in fits if f]
-        epochs = np.array([f["epoch"] for f in ok])
-        steps = np.array([f["step"] for f in ok if "step" in f])
-        num = {**c.columns, "n": len(fits), "fitted": len(ok),
-               "epochs_to_fit_mean": epochs.mean() if len(epochs) else math.nan,
-               "epochs_to_fit_std": epochs.std(ddof=1) if len(epochs) > 1 else math.nan,
+        epochs = _finite(done, "epochs_to_fit")
+        steps = _finite(done, "steps_to_fit")
+        n, fitted = len(done), len(epochs)
+        num = {**study.columns_of(c.settings, exact=True), "n": n, "fitted": fitted,
+               "epochs_to_fit_mean": epochs.mean() if fitted else math.nan,
+               "epochs_to_fit_std": epochs.std(ddof=1) if fitted > 1 else math.nan,
                "steps_to_fit_mean": steps.mean() if len(steps) else math.nan,
                "steps_to_fit_std": steps.std(ddof=1) if len(steps) > 1 else math.nan}
         numbers.append(num)
-        fitted = f"{len(ok)} of {len(fits)}" if fits else "—"
-        text.append({**c.columns, "fitted": fitted if ok or not fits else f"not fitted (0 of {len(fits)})",
-                     "epochs to fit": mean_std(num["epochs_to_fit_mean"], num["epochs_to_fit_std"], len(epochs), 1, 1),
+        text.append({**c.columns, "fitted": "—" if not n else f"{fitted} of {n}" if fitted else f"not fitted (0 of {n})",
+                     "epochs to fit": mean_std(num["epochs_to_fit_mean"], num["epochs_to_fit_std"], fitted, 1, 1),
                      "steps to fit": mean_std(num["steps_to_fit_mean"], num["steps_to_fit_std"], len(steps), 1, 0)})
     return pd.DataFrame(numbers), pd.DataFrame(text)
+
+
+def _finite(runs: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in runs:
+        return np.array([])
+    x = pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float)
+    return x[np.isfinite(x)]
 
 
 # ---- writers

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from regbench.report.tables import first_fit
 
 STUDY_FIGURES = {
     "factorial": {"learning_curves", "effects"},
@@ -41,14 +40,6 @@ def test_every_figure_is_a_valid_nonempty_png_and_svg(reports, name):
     assert "could not be drawn" not in text
     for stem in stems:
         assert f"](figures/{stem}.png)" in text
-
-
-def test_first_fit_is_the_first_epoch_at_the_threshold():
-    h = pd.DataFrame({"epoch": [1, 2, 3, 4], "step": [10, 20, 30, 40], "seconds": [1.0, 2.0, 3.0, 4.0],
-                      "train_acc": [0.5, 0.995, 0.98, 1.0]})
-    assert first_fit(h) == {"epoch": 2.0, "step": 20.0, "seconds": 2.0}
-    assert first_fit(h.assign(train_acc=[0.1, 0.2, 0.3, None])) is None
-    assert first_fit(pd.DataFrame()) is None
 
 
 def test_time_to_fit_says_not_fitted(reports):

@@ -6,9 +6,6 @@ import re
 
 import pandas as pd
 
-from regbench.report.provenance import expected_jobs
-
-
 def test_provenance_names_command_code_dates_and_hardware(reports, sweep_runs):
     sweep = reports["factorial"]
     text = (sweep / "report.md").read_text()
@@ -31,7 +28,7 @@ def test_unfinished_sweep_reports_what_is_missing(reports):
     sweep = reports["unfinished"]
     text = (sweep / "report.md").read_text()
     # the killed run is "interrupted" (a checkpoint, no live job) or, to older run tables, "running"
-    assert re.search(r"\*\*Unfinished or incomplete sweep\*\*: 9 runs completed of 12 expected; "
+    assert re.search(r"\*\*Unfinished or incomplete sweep\*\*: 9 of 12 runs completed; "
                      r"1 failed, 1 (interrupted|running), 1 not started\.", text)
     missing = text.split("## Runs that did not complete", 1)[1].split("##", 1)[0]
     assert "**failed**: `" in missing and "regularizer=[],seed=1" in missing and "RuntimeError: out of memory" in missing
@@ -41,11 +38,3 @@ def test_unfinished_sweep_reports_what_is_missing(reports):
     assert list(table["n"]) == [2, 2, 3, 2]
     assert list(table["note"])[0] == "baseline, 1 failed" and list(table["note"])[2] == ""
     assert re.fullmatch(r"1 (interrupted|running)", table["note"][1]) and table["note"][3] == "1 not started"
-
-
-def test_expected_jobs_expand_command_line_and_experiment_sweeps():
-    jobs = expected_jobs(["seed=0,1", "model=mlp", "regularizer=[],[dropout]"], {"dataset.label_noise": "0.0,0.5", "seed": "5,6,7"})
-    assert len(jobs) == 2 * 2 * 2  # the command line's seeds win over the experiment's
-    assert {"dataset.label_noise": "0.0", "seed": "0", "regularizer": "[]"} in jobs
-    assert expected_jobs(["seed=0", "model=mlp"], {}) == [{}]
-    assert expected_jobs(["optimizer.lr=interval(0.001,0.1)"], {}) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from argparse import Namespace
 from pathlib import Path
 
@@ -86,15 +85,12 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 def test_a_sweep_without_any_completed_run_still_gets_a_report(tmp_path):
     fake_run(tmp_path, ["regularizer=[]"], 0.5, status="failed")
     d = fake_run(tmp_path, ["regularizer=[dropout]"], 0.6, regularizer={"dropout": {}})
-    (d / "result.json").unlink()
-    shutil.rmtree(d / ".hydra")  # a run dir found only by its checkpoint would not count; this one has overrides
-    (d / ".hydra").mkdir()
-    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["regularizer=[dropout]", "seed=0"]))
+    (d / "result.json").unlink()  # its job made the folder and was stopped before saving anything
     from regbench.report import write_report
 
     written = write_report(tmp_path)
     text = written["markdown"].read_text()
-    assert "0 runs completed" in text and "**pending** (its folder exists" in text and "**failed**" in text
+    assert "0 of 2 runs completed" in text and "**pending** (its folder exists" in text and "**failed**" in text
     assert "No run has completed yet." in text and (tmp_path / "figures" / "learning_curves.png").exists()
 
 
@@ -106,3 +102,20 @@ def test_helpers():
     assert short_names(["dataset.label_noise", "regularizer.l2.strength", "regularizer.weight_decay.strength"]) == {
         "dataset.label_noise": "label_noise", "regularizer.l2.strength": "l2.strength",
         "regularizer.weight_decay.strength": "weight_decay.strength"}
+
+
+def test_a_rerun_removes_the_figures_it_no_longer_draws(tmp_path):
+    from regbench.report import write_report
+
+    fake_run(tmp_path, ["model.width=1"], 0.5)
+    fake_run(tmp_path, ["model.width=2"], 0.6)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "mine.png").write_bytes(b"a user's file")
+    write_report(tmp_path)
+    assert (tmp_path / "figures" / "learning_curves.png").exists()
+    for width in range(3, 9):  # eight configurations: a panel each instead of overlaid lines
+        fake_run(tmp_path, [f"model.width={width}"], 0.6)
+    write_report(tmp_path)
+    names = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert "learning_curves.png" not in names and "learning_curves.svg" not in names
+    assert {"learning_curves_loss.png", "learning_curves_acc.svg", "mine.png"} <= names
