@@ -37,12 +37,21 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
+#: A 2×2 sweep (regularizer × seed) with W&B on (offline) and torch's thread count left to the launcher.
+SMALL_SWEEP = ("model=mlp", "regularizer=none,dropout", "seed=0,1", "trainer.max_epochs=2", "dataset.n_train=200",
+               "trainer.progress=false", "logger=wandb")
+
+
 @pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory) -> Path:
-    """A finished 2×2 sweep (regularizer × seed), run once per session; copy it before changing it."""
+    """SMALL_SWEEP, run sequentially once per session; copy it before changing it."""
     tmp = tmp_path_factory.mktemp("finished")
     sweep_dir = tmp / "sweep"
-    out = run_cli("run", "-m", "regularizer=none,dropout", "seed=0,1", "model=mlp", *SHRINK, f"hydra.sweep.dir={sweep_dir}",
-                  cwd=tmp)
+    out = run_cli("run", "-m", *SMALL_SWEEP, f"hydra.sweep.dir={sweep_dir}", cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     return sweep_dir
+
+
+@pytest.fixture
+def small_sweep() -> tuple[str, ...]:
+    return SMALL_SWEEP

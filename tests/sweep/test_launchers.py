@@ -6,22 +6,16 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import run_cli
 from omegaconf import OmegaConf
 
-# W&B on (offline, from the test environment); the trainer's thread count left to each launcher.
-ARGS = ("model=mlp", "regularizer=none,dropout", "seed=0", "trainer.max_epochs=2", "dataset.n_train=200",
-        "trainer.progress=false", "logger=wandb")
 SAME = ["run_dir", "run_id", "status", "regularizer", "seed", "epochs_run", "steps", "best_epoch"]
 CLOSE = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
 
 
-@pytest.fixture(scope="module")
-def sequential(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sequential")
-    out = run_cli("run", "-m", *ARGS, f"hydra.sweep.dir={tmp / 'sweep'}", cwd=tmp)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return tmp / "sweep"
+@pytest.fixture
+def sequential(finished_sweep):
+    """The conftest's small sweep (regularizer × seed, W&B offline), run by Hydra's basic launcher."""
+    return finished_sweep
 
 
 def assert_same_table(expected_dir, sweep_dir):
@@ -45,15 +39,15 @@ def assert_one_wandb_run_per_job(sweep_dir, group: str = "default"):
         result = json.loads((run_dir / "result.json").read_text())
         assert result["logger_id"] == offline.name.rsplit("-", 1)[1]
         ids.append(result["logger_id"])
-    assert len(ids) == 2 and len(set(ids)) == 2  # no lost or merged runs
+    assert len(ids) == 4 and len(set(ids)) == 4  # no lost or merged runs
 
 
 def test_sequential_sweep_has_one_wandb_run_per_job(sequential):
     assert_one_wandb_run_per_job(sequential)
 
 
-def test_joblib_gives_the_sequential_table(sequential, run_sweep):
-    out, sweep_dir = run_sweep(*ARGS, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+def test_joblib_gives_the_sequential_table(sequential, run_sweep, small_sweep):
+    out, sweep_dir = run_sweep(*small_sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert_same_table(sequential, sweep_dir)
     assert_one_wandb_run_per_job(sweep_dir)
@@ -62,8 +56,8 @@ def test_joblib_gives_the_sequential_table(sequential, run_sweep):
 
 
 @pytest.mark.slow
-def test_submitit_local_gives_the_sequential_table(sequential, run_sweep):
-    out, sweep_dir = run_sweep(*ARGS, "hydra/launcher=submitit_local", timeout=600)
+def test_submitit_local_gives_the_sequential_table(sequential, run_sweep, small_sweep):
+    out, sweep_dir = run_sweep(*small_sweep, "hydra/launcher=submitit_local", timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert_same_table(sequential, sweep_dir)
     assert_one_wandb_run_per_job(sweep_dir)
