@@ -43,14 +43,17 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def run_status(run_dir: Path, result: dict) -> str:
-    """completed / diverged / failed from result.json; otherwise running (a live job holds it),
-    interrupted (a checkpoint but no job: the sweep command resumes it) or pending (nothing saved yet)."""
+    """completed / diverged from result.json; running if a live job holds the dir (a failed run being
+    retrained included); failed from result.json; else interrupted (a checkpoint but no job: the sweep
+    command resumes it) or pending (nothing saved yet)."""
     from regbench.sweep.jobs import is_running
 
-    if result.get("status"):
+    if result.get("status") in ("completed", "diverged"):
         return result["status"]
     if is_running(run_dir):
         return "running"
+    if result.get("status"):
+        return result["status"]
     return "interrupted" if (Path(run_dir) / "checkpoints" / "last.pt").exists() else "pending"
 
 

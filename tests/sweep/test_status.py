@@ -40,3 +40,12 @@ def test_a_marker_left_by_a_dead_process_is_not_running(finished_sweep, tmp_path
 
 def test_status_of_a_missing_dir_is_an_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nope")]) == 2
+
+
+def test_a_failed_run_being_retrained_is_running(finished_sweep, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(finished_sweep, sweep_dir)
+    a = sorted(p for p in sweep_dir.iterdir() if p.is_dir())[0]
+    (a / "result.json").write_text(json.dumps({"status": "failed", "error": "ValueError: corrupt file"}))
+    (a / ".running").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert count(sweep_dir)["running"] == 1
