@@ -46,9 +46,6 @@ def test_header_says_how_to_run_it(study):
     assert "seed" in sweep or "optuna" in str(cfg.get("defaults")), f"{study}: seeds are a sweep axis"
 
 
-@pytest.mark.xfail(reason="conf/config.yaml lists `_self_` after `experiment`, so its `name: default` overrides the "
-                          "study's name (runs land in outputs/default/, W&B group 'default'); fixed by moving `- _self_` "
-                          "before `- experiment: null` there. Remove this marker then.", strict=False)
 @pytest.mark.parametrize("study", ["label_corruption"])
 def test_a_study_names_its_output_dir_and_wandb_group(study):
     assert compose([f"experiment={study}"]).name == study
