@@ -13,6 +13,8 @@ from pathlib import Path
 
 
 def end_of_sweep(args, statuses) -> int:
+    from rich.markup import escape
+
     from regbench.sweep.jobs import expected_jobs, load_multirun
     from regbench.sweep.results import (console, format_counts, print_failures, status_counts, summarize,
                                         summary_table, write_tables)
@@ -23,7 +25,7 @@ def end_of_sweep(args, statuses) -> int:
         counts: dict[str, int] = {}
         for _, status in statuses:
             counts[status] = counts.get(status, 0) + 1
-        out.print("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        out.print("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), markup=False)
         return 1 if counts.get("failed") else 0
 
     runs, _ = write_tables(sweep_dir)
@@ -45,15 +47,15 @@ def end_of_sweep(args, statuses) -> int:
     line = f"sweep {sweep_dir}: {format_counts(counts)}"
     if reused:
         line += f" ({reused} finished by an earlier run of the sweep, not retrained)"
-    out.print(line, soft_wrap=True)
+    out.print(line, soft_wrap=True, markup=False)
     if not this.empty:
         out.print(summary_table(this, summarize(this)))
         print_failures(this, out)
     for _, row in lost.iterrows():
-        out.print(f"  [red]no result[/red] {row['run_dir']}: the job ended without writing result.json ({row['status']})",
-                  soft_wrap=True)
+        out.print(f"  [red]no result[/red] {escape(row['run_dir'])}: the job ended without writing result.json "
+                  f"({row['status']})", soft_wrap=True)
     out.print(f"tables: {sweep_dir}/results.csv, results.parquet, summary.csv   "
-              f"(again any time: regbench results {sweep_dir})", soft_wrap=True)
+              f"(again any time: regbench results {sweep_dir})", soft_wrap=True, markup=False)
     return 1 if failed else 0
 
 

@@ -200,13 +200,14 @@ def format_counts(counts: dict[str, int]) -> str:
 
 def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None = None):
     """A rich table: one row per configuration, its factors, n, and mean ± std of the shown metrics."""
+    from rich.markup import escape
     from rich.table import Table
 
     keys = [k for k in factors(runs)] if not runs.empty else []
     shown = [m for m in SHOWN if f"{m}_mean" in summary and summary[f"{m}_mean"].notna().any()]
     table = Table(title=title, title_justify="left")
     for k, short in zip(keys, short_names(keys)):
-        table.add_column(short)
+        table.add_column(escape(short))
     table.add_column("n", justify="right")
     for m in shown:
         table.add_column(m, justify="right")
@@ -215,7 +216,7 @@ def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None =
         for m in shown:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
             cells.append("—" if pd.isna(mean) else f"{_fmt(mean, m)} ± {_fmt(std, m)}" if row["n"] > 1 else _fmt(mean, m))
-        table.add_row(*cells)
+        table.add_row(*(escape(c) for c in cells))  # values like [dropout,l2] are not markup
     return table
 
 
@@ -243,13 +244,15 @@ def _fmt(x: float, metric: str) -> str:
 
 
 def print_failures(runs: pd.DataFrame, console) -> None:
+    from rich.markup import escape
+
     for _, row in runs[runs["status"] == "failed"].iterrows():
         error = row.get("error") if isinstance(row.get("error"), str) else "no error recorded"
-        console.print(f"  [red]failed[/red] {row['run_dir']}: {error} (traceback in its regbench.log)",
-                      soft_wrap=True, markup=True, highlight=False)
+        console.print(f"  [red]failed[/red] {escape(row['run_dir'])}: {escape(error)} (traceback in its regbench.log)",
+                      soft_wrap=True, highlight=False)
     for _, row in runs[runs["status"] == "diverged"].iterrows():
-        console.print(f"  [yellow]diverged[/yellow] {row['run_dir']}: the training loss became non-finite "
-                      "(a result, not a failure)", soft_wrap=True, markup=True, highlight=False)
+        console.print(f"  [yellow]diverged[/yellow] {escape(row['run_dir'])}: the training loss became non-finite "
+                      "(a result, not a failure)", soft_wrap=True, highlight=False)
 
 
 def main(ns) -> int:
@@ -261,11 +264,11 @@ def main(ns) -> int:
     runs, summary = write_tables(sweep_dir)
     out = console()
     if runs.empty:
-        out.print(f"{sweep_dir}: no runs yet", soft_wrap=True)
+        out.print(f"{sweep_dir}: no runs yet", soft_wrap=True, markup=False)
         return 0
-    out.print(f"{sweep_dir}: {format_counts(status_counts(runs))}", soft_wrap=True)
+    out.print(f"{sweep_dir}: {format_counts(status_counts(runs))}", soft_wrap=True, markup=False)
     out.print(summary_table(runs, summary))
     print_failures(runs, out)
     out.print(f"wrote {sweep_dir / RESULTS_CSV}, {RESULTS_PARQUET} (one row per run) and {SUMMARY_CSV} "
-                  f"(mean ± std over seeds per configuration)")
+              f"(mean ± std over seeds per configuration)", markup=False)
     return 0

@@ -37,10 +37,10 @@ def main(ns) -> int:
         return 2
     out = console()
     runs = load_runs(sweep_dir)
-    out.print(f"{sweep_dir}: {format_counts(count(sweep_dir, runs))}", soft_wrap=True)
+    out.print(f"{sweep_dir}: {format_counts(count(sweep_dir, runs))}", soft_wrap=True, markup=False)
     if not runs.empty:
         print_failures(runs, out)
         for _, row in runs[runs["status"] == "interrupted"].iterrows():
             out.print(f"  interrupted {row['run_dir']}: resumes from its checkpoint when the sweep command is re-run",
-                      soft_wrap=True)
+                      soft_wrap=True, markup=False)
     return 0

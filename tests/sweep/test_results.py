@@ -58,3 +58,15 @@ def test_steps_to_fit_is_the_first_epoch_at_99_percent(tmp_path):
     assert first_fit(tmp_path, threshold=1.0)["epoch"] == 3
     (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
     assert first_fit(tmp_path) is None
+
+
+def test_list_valued_factors_are_printed_not_read_as_markup():
+    from rich.console import Console
+
+    from regbench.sweep.results import summary_table
+
+    runs = pd.DataFrame({"run_dir": ["a", "b"], "status": ["completed"] * 2, "regularizer": ["[dropout,l2]", "none"],
+                         "seed": ["0", "0"], "test_acc": [0.5, 0.6]})
+    console = Console(width=120, record=True)
+    console.print(summary_table(runs, summarize(runs, metrics=("test_acc",))))
+    assert "[dropout,l2]" in console.export_text()
