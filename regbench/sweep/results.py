@@ -211,6 +211,8 @@ def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None =
     table.add_column("n", justify="right")
     for m in shown:
         table.add_column(m, justify="right")
+    if keys and not summary.empty:  # numbers in numeric order (2, 4, 16 rather than 16, 2, 4)
+        summary = summary.sort_values(keys, key=lambda col: col.map(_natural), kind="stable")
     for _, row in summary.iterrows():
         cells = [str(row[k]) for k in keys] + [str(int(row["n"]))]
         for m in shown:
@@ -218,6 +220,13 @@ def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None =
             cells.append("—" if pd.isna(mean) else f"{_fmt(mean, m)} ± {_fmt(std, m)}" if row["n"] > 1 else _fmt(mean, m))
         table.add_row(*(escape(c) for c in cells))  # values like [dropout,l2] are not markup
     return table
+
+
+def _natural(value) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def short_names(keys: list[str]) -> list[str]:
