@@ -65,6 +65,8 @@ def test_study_runs_through_the_cli(study, run_sweep, shrink):
     assert runs["run_id"].is_unique
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert len(summary) == expected and (summary["n"] == 1).all()  # one seed: a row per configuration
+    run_cfg = yaml.safe_load((sweep_dir / runs["run_dir"][0] / "config.yaml").read_text())
+    assert run_cfg["name"] == study  # the study names its outputs/<study>/ folder and its W&B group
 
 
 def test_cfg_job_shows_a_study():
