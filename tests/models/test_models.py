@@ -45,15 +45,6 @@ REGULARIZING = (nn.Dropout, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.La
                 nn.modules.instancenorm._InstanceNorm, GaussianNoise, DropPath)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine they thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ids(paths):
     return [p.stem for p in paths]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from helpers import compose
 from torch import nn
 
+from regbench.build import build_regularizers as build
 from regbench.regularizers.base import Regularizer
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -37,33 +37,8 @@ CONFIGS = {
 
 
 def compose_regularizers(names: list[str]):
-    """``cfg.regularizer`` for ``regularizer=[names]``, through Hydra's real composition.
-
-    The primary config needs the run-dir resolver that ``regbench.config`` registers; without
-    that module the group files are merged directly, as Hydra would package them.
-    """
-    try:
-        import regbench.config  # noqa: F401  (registers the resolver)
-    except ImportError:
-        return OmegaConf.merge(*(OmegaConf.load(CONF / "regularizer" / f"{n}.yaml") for n in names))
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("config", overrides=[f"regularizer=[{','.join(names)}]"])
-    GlobalHydra.instance().clear()
-    return cfg.regularizer
-
-
-def build(cfg_reg) -> list[Regularizer]:
-    """Instantiate each entry and name it by its key, as the builder does."""
-    regs = []
-    for key, node in cfg_reg.items():
-        reg = instantiate(node, _convert_="all")
-        reg.name = key
-        regs.append(reg)
-    return regs
+    """``cfg.regularizer`` for ``regularizer=[names]``, through Hydra's real composition."""
+    return compose(f"regularizer=[{','.join(names)}]").regularizer
 
 
 def test_every_config_of_this_family_is_listed():

@@ -43,14 +43,6 @@ BAD = [("max_norm", "c", -1), ("grad_clip", "max_norm", 0), ("ema", "decay", 1.5
        ("noise", "std", -0.1), ("weight_noise", "std", -0.1), ("drop_path", "p", 1.0)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_regularizer_class_is_documented_with_its_source(target):
     module_name, cls_name = target.rsplit(".", 1)

@@ -13,14 +13,6 @@ from regbench.models.layers import DropPath
 RESNET = ("dataset=digits", "model=resnet18", "model.width=4")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def built(*overrides):
     cfg = compose(*overrides)
     regs = build.build_regularizers(cfg.regularizer)

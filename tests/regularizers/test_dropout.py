@@ -11,14 +11,6 @@ from regbench import build
 from regbench.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def built(*overrides):
     """The model and regularizers `regbench run` would build for these overrides."""
     cfg = compose(*overrides)

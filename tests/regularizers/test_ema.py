@@ -14,14 +14,6 @@ from regbench.errors import ConfigError
 from regbench.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def setup(*overrides):
     cfg = compose("model=mlp", "regularizer=[ema]", *overrides)
     regs = build.build_regularizers(cfg.regularizer)

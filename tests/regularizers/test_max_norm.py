@@ -11,14 +11,6 @@ from regbench.errors import ConfigError
 from regbench.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def unit_norms(w: torch.Tensor) -> torch.Tensor:
     """Norm of each unit's incoming weights: rows of a linear weight, filters of a conv kernel."""
     return w.flatten(1).norm(dim=1)

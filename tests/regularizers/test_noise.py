@@ -13,14 +13,6 @@ from regbench.errors import ConfigError
 from regbench.models.layers import GaussianNoise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def built(*overrides, setup=True):
     cfg = compose(*overrides)
     regs = build.build_regularizers(cfg.regularizer)

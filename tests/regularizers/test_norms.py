@@ -18,14 +18,6 @@ NORMS = {"batchnorm": "batch", "layernorm": "layer", "groupnorm": "group", "inst
          "weightnorm": "weight"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def built(*overrides):
     cfg = compose(*overrides)
     regs = build.build_regularizers(cfg.regularizer)

@@ -6,7 +6,6 @@ penalty → backward → before_step → step.
 
 from __future__ import annotations
 
-import pytest
 import torch
 from helpers import tiny
 
@@ -14,14 +13,6 @@ from regbench import checkpoint
 from regbench.train import train
 
 LAM = 0.01
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_weights(tmp_path, *overrides) -> dict[str, torch.Tensor]:
