@@ -37,12 +37,7 @@ def check_cifar10(root: str, download: bool = False) -> None:
 def load_cifar10(root: str, download: bool = False) -> RawData:
     """CIFAR-10: 50,000 train / 10,000 test 32×32 colour images, 10 classes."""
     check_cifar10(root, download)
-    where = files.folder(root, CIFAR10_DIR)
-    if download:
-        files.download("cifar10", where, CIFAR10_TRAIN + CIFAR10_TEST, lambda: _fetch("CIFAR10", root))
-    x_train, y_train = _read_batches(where, CIFAR10_TRAIN, "labels")
-    x_test, y_test = _read_batches(where, CIFAR10_TEST, "labels")
-    return RawData(x_train, y_train, x_test, y_test, num_classes=10)
+    return _load("CIFAR10", root, download, CIFAR10_DIR, CIFAR10_TRAIN, CIFAR10_TEST, "labels", 10)
 
 
 def check_cifar100(root: str, download: bool = False) -> None:
@@ -52,12 +47,18 @@ def check_cifar100(root: str, download: bool = False) -> None:
 def load_cifar100(root: str, download: bool = False) -> RawData:
     """CIFAR-100: 50,000 train / 10,000 test 32×32 colour images, 100 fine classes."""
     check_cifar100(root, download)
-    where = files.folder(root, CIFAR100_DIR)
+    return _load("CIFAR100", root, download, CIFAR100_DIR, CIFAR100_TRAIN, CIFAR100_TEST, "fine_labels", 100)
+
+
+def _load(torchvision_name: str, root: str, download: bool, folder: str, train: list[str], test: list[str],
+          label_key: str, num_classes: int) -> RawData:
+    """Both CIFARs: the same pickled batches, differing only in folder, file names and label key."""
+    where = files.folder(root, folder)
     if download:
-        files.download("cifar100", where, CIFAR100_TRAIN + CIFAR100_TEST, lambda: _fetch("CIFAR100", root))
-    x_train, y_train = _read_batches(where, CIFAR100_TRAIN, "fine_labels")
-    x_test, y_test = _read_batches(where, CIFAR100_TEST, "fine_labels")
-    return RawData(x_train, y_train, x_test, y_test, num_classes=100)
+        files.download(torchvision_name.lower(), where, train + test, lambda: _fetch(torchvision_name, root))
+    x_train, y_train = _read_batches(where, train, label_key)
+    x_test, y_test = _read_batches(where, test, label_key)
+    return RawData(x_train, y_train, x_test, y_test, num_classes=num_classes)
 
 
 # The trainer asks the loader for its check (getattr(loader, "check", None)) to fail before any work.
