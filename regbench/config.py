@@ -1,6 +1,6 @@
 """Finding, composing and checking configurations.
 
-The config folders live at the top of the repository (``conf/``, ``experiments/``) so users find
+The config folder lives at the top of the repository (``conf/``, the studies in ``conf/experiment/``) so users find
 them; a wheel carries them inside the package as ``regbench/conf``. :data:`CONFIG_DIR` is whichever
 exists, so regbench works from any working directory, installed editable or as a wheel.
 """

@@ -1,4 +1,4 @@
-"""`regbench report` on every embedded study (experiments/*.yaml), each run shrunk through the real CLI.
+"""`regbench report` on every embedded study (conf/experiment/*.yaml), each run shrunk through the real CLI.
 
 Slow (about 20 s per study on two cores): `make test-slow` and CI run it.
 """
@@ -17,7 +17,7 @@ from PIL import Image
 
 from regbench.report import write_report
 
-STUDIES = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
+STUDIES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 SHRINK = ["trainer.max_epochs=2", "dataset.n_train=100", "logger=none", "trainer.num_threads=1", "trainer.progress=false",
           "seed=0"]  # one seed: the command line's fixed value replaces the study's seed axis
 EXTRA = {"random_search": ["hydra.sweeper.n_trials=6"]}

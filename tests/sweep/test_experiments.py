@@ -1,4 +1,4 @@
-"""Every study in experiments/ runs from the CLI: each one, shrunk, through the real multirun path."""
+"""Every study in conf/experiment/ runs from the CLI: each one, shrunk, through the real multirun path."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from helpers import REPO, run_cli
 from regbench.config import compose
 from regbench.sweep.jobs import expected_count, load_multirun
 
-STUDIES = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
+STUDIES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 HEADER_FIELDS = ("Question", "Literature", "Command", "Seeds", "Expected", "Paper scale")
 
 
 def header(study: str) -> str:
-    text = (REPO / "experiments" / f"{study}.yaml").read_text()
+    text = (REPO / "conf" / "experiment" / f"{study}.yaml").read_text()
     return "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
 
 
@@ -28,13 +28,16 @@ def test_the_issue_studies_exist():
             "double_descent", "init_scale", "lr_batch_size", "random_search", "mnist1d_baselines"} <= set(STUDIES)
 
 
-def test_the_experiment_group_is_this_folder():
-    assert (REPO / "conf" / "experiment").resolve() == (REPO / "experiments").resolve()
+def test_the_experiment_group_is_a_real_folder():
+    # no symlink: zip downloads and Windows checkouts keep the studies
+    folder = REPO / "conf" / "experiment"
+    assert folder.is_dir() and not folder.is_symlink()
+    assert not (REPO / "experiments").exists()
 
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_header_says_how_to_run_it(study):
-    path = REPO / "experiments" / f"{study}.yaml"
+    path = REPO / "conf" / "experiment" / f"{study}.yaml"
     assert path.read_text().startswith("# @package _global_\n")
     text = header(study)
     for field in HEADER_FIELDS:
