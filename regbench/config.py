@@ -27,6 +27,11 @@ def _dirname(override_dirname: str) -> str:
     return name if len(name) <= 200 else name[:180] + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group, as ``group=<option>`` selects them (``_base`` files are shared keys, not options)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("regbench.dirname"):
         OmegaConf.register_new_resolver("regbench.dirname", _dirname)

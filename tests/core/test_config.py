@@ -7,11 +7,11 @@ import pytest
 from helpers import REPO, compose
 
 from regbench import build
-from regbench.config import CONFIG_DIR, run_id
+from regbench.config import CONFIG_DIR, options, run_id
 
 GROUPS = ("model", "dataset", "optimizer", "scheduler", "trainer", "logger")
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
-REGULARIZERS = sorted(p.stem for p in (CONFIG_DIR / "regularizer").glob("*.yaml"))
+OPTIONS = [(g, option) for g in GROUPS for option in options(g)]
+REGULARIZERS = options("regularizer")
 IMAGE_ONLY_MODELS = ("cnn", "alexnet_small", "inception_small", "resnet18", "wide_resnet")
 
 

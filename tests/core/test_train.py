@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import read_metrics, read_result, tiny
 
-from regbench.config import CONFIG_DIR
+from regbench.config import CONFIG_DIR, options
 from regbench.train import train
 
 MODELS_1D = ("logistic", "mlp", "cnn1d", "mlp_1x512", "mlp_3x512")
@@ -17,7 +17,7 @@ def models_for(dataset):
     from omegaconf import OmegaConf
 
     out = []
-    for p in sorted((CONFIG_DIR / "model").glob("*.yaml")):
+    for p in [CONFIG_DIR / "model" / f"{o}.yaml" for o in options("model")]:
         target = OmegaConf.load(p)._target_
         one_d = p.stem in MODELS_1D or target.endswith((".MLP", ".Logistic", ".CNN1d"))
         if (shape == 1) == one_d or target.endswith((".MLP", ".Logistic")):

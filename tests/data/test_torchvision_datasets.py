@@ -14,11 +14,12 @@ import pytest
 import scipy.io
 from omegaconf import OmegaConf
 
+from regbench.build import loader_kwargs
+from regbench.config import compose
 from regbench.data import cifar, mnist, svhn
 from regbench.data.base import RawData, prepare
 from regbench.errors import DataNotFound, UserError
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 N_TRAIN, N_TEST = 50, 20
 
 
@@ -214,17 +215,15 @@ def test_yaml_targets_the_loader_and_describes_its_data(name, tmp_path, monkeypa
     load, make, _, _ = DATASETS[name]
     make(tmp_path)
     monkeypatch.delenv("REGBENCH_DATA", raising=False)
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    assert cfg.root == "data"  # the default when REGBENCH_DATA is unset
+    node = compose([f"dataset={name}"]).dataset
+    assert node.root == "data"  # the default when REGBENCH_DATA is unset
     monkeypatch.setenv("REGBENCH_DATA", str(tmp_path))
-    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = OmegaConf.to_container(node, resolve=True)
     assert cfg["name"] == name and cfg["download"] is False
     assert hydra.utils.get_method(cfg["_target_"]) is load
 
     # As the trainer does: drop the common keys, call the target with the loader options.
-    common = ["name", "input_shape", "num_classes", "val_fraction", "n_train", "label_noise",
-              "input_corruption", "normalize", "split_seed", "corruption_seed"]
-    options = {k: v for k, v in cfg.items() if k not in common and k != "_target_"}
+    options = loader_kwargs(node)
     assert options == {"root": str(tmp_path), "download": False}
     raw = load(**options)
     assert list(raw.x_train.shape[1:]) == cfg["input_shape"]

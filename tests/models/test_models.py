@@ -7,6 +7,7 @@ only constructed, for their parameter counts.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from pathlib import Path
@@ -18,11 +19,12 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from regbench.config import compose, options
 from regbench.errors import ConfigError
 from regbench.models.layers import DropPath, GaussianNoise
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
-YAMLS = sorted(CONF.glob("*.yaml"))
+YAMLS = [CONF / f"{option}.yaml" for option in options("model")]
 SIGNAL, DIGITS, CIFAR, MNIST = (1, 40), (1, 8, 8), (3, 32, 32), (1, 28, 28)
 SHAPES = (SIGNAL, DIGITS, CIFAR)
 NUM_CLASSES = 7  # not 10, so a hard-coded class count shows up
@@ -49,6 +51,12 @@ def ids(paths):
     return [p.stem for p in paths]
 
 
+@functools.cache
+def composed(option: str):
+    """``model=<option>`` as Hydra composes it: the model's file over the keys every model shares (_base)."""
+    return compose([f"model={option}"]).model
+
+
 def module_name(path: Path) -> str:
     return OmegaConf.load(path)._target_.split(".")[2]
 
@@ -59,7 +67,7 @@ def fitting_shapes(path: Path) -> list[tuple[int, ...]]:
 
 def build(path: Path, shape=SIGNAL, shrink: bool = True, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
     """Instantiate a model yaml the way the builder does, with tiny widths unless ``shrink`` is False."""
-    cfg = OmegaConf.load(path)
+    cfg = OmegaConf.merge(composed(path.stem))  # a copy: shrinking must not touch the cached config
     if shrink:
         for key, value in SHRINK.items():
             if key in cfg:
@@ -93,7 +101,7 @@ def test_there_are_model_configs():
 
 @pytest.mark.parametrize("path", YAMLS, ids=ids(YAMLS))
 def test_yaml_lists_every_option_with_its_default_and_a_comment(path):
-    cfg = OmegaConf.load(path)
+    cfg = OmegaConf.merge(composed(path.stem))  # a copy: shrinking must not touch the cached config
     params = inspect.signature(get_class(cfg._target_)).parameters
     options = {k: p.default for k, p in params.items() if k not in ("in_shape", "num_classes")}
     assert set(cfg) - {"_target_"} == set(options)
@@ -101,9 +109,10 @@ def test_yaml_lists_every_option_with_its_default_and_a_comment(path):
         assert {k: cfg[k] for k in options} == options
     for key in ("norm", "dropout", "input_dropout", "noise_std", "drop_path", "init"):  # baselines are pure
         assert cfg[key] == options[key] == {"norm": "none", "init": "default"}.get(key, 0.0)
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and not line.startswith("_target_"):
-            assert "#" in line, f"{path.name}: option without a comment: {line}"
+    for file in (path, CONF / "_base.yaml"):
+        for line in file.read_text().splitlines():
+            if line and not line.startswith("#") and not line.startswith("_target_"):
+                assert "#" in line, f"{file.name}: option without a comment: {line}"
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=ids(YAMLS))
