@@ -68,7 +68,7 @@ def run_job(cfg: DictConfig) -> dict | float:
             write_json_atomic(run_dir / RESULT_FILE, result)
     JOB_STATUSES.append((str(run_dir), result["status"]))
     if not multirun:
-        from regbench.summary import print_result
+        from regbench.console import print_result
 
         print_result(result, run_dir)
     if "optuna" in str(hc.sweeper.get("_target_", "")).lower():

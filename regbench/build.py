@@ -210,10 +210,15 @@ def check_trainer(t: DictConfig) -> None:
         raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
-def check(cfg: DictConfig) -> None:
-    """Validate a composed configuration without training or writing anything; raise UserError."""
+def check_run(cfg: DictConfig) -> None:
+    """The cheap checks of a composed configuration: seed and trainer keys."""
     _check_int("seed", cfg.seed, 0)
     check_trainer(cfg.trainer)
+
+
+def check(cfg: DictConfig) -> None:
+    """Validate a composed configuration without training or writing anything; raise UserError."""
+    check_run(cfg)
     resolve_device(cfg.trainer.device)
     check_data(cfg.dataset)
     check_schedule(cfg.scheduler)

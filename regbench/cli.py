@@ -1,10 +1,11 @@
-"""`regbench` command line. Only the standard library is imported up front, so `--help` is instant."""
+"""`regbench` command line: parse and dispatch. Only the standard library is imported up front, so
+`--help`, `status` and `results` start without torch."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
+from dataclasses import dataclass, field
 
 USAGE = """\
 usage: regbench <command> [options]
@@ -16,9 +17,10 @@ commands:
                            regbench run model=mlp optimizer=adamw regularizer=[dropout,weight_decay]
                            regbench run -m seed=0,1,2 regularizer=none,dropout     (a sweep)
                            regbench run experiment=label_corruption -m             (a named study)
+                           regbench run debug=tiny                                 (a smoke test in seconds)
                          `regbench run --help` lists the config groups and their options.
   status SWEEP_DIR       how many runs of a sweep are completed, running, failed, pending
-  results SWEEP_DIR      collect a sweep into results.csv/.parquet and summary.csv (mean ± std over seeds)
+  results SWEEP_DIR      collect a sweep into results.csv/.parquet and configs.csv (mean ± std over seeds)
   report SWEEP_DIR       write report.md / report.html with ablation tables and figures
 
 options:
@@ -29,11 +31,91 @@ Outputs go to outputs/<name>/runs/<overrides>/ (single runs) and outputs/<name>/
 (sweeps). Each holds config.yaml, metrics.jsonl, result.json, checkpoints/ and the log.
 """
 
-# Hydra flags after which validation is skipped (they print information, they train nothing).
+# Hydra flags that print information and train nothing (no validation before them).
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--resolve")
+# Hydra flags followed by a value.
 VALUE_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--cfg", "-c", "--package", "-p",
                "--experimental-rerun")
-MAX_CHECKED_COMBINATIONS = 2000
+
+
+@dataclass
+class RunArgs:
+    """`regbench run`'s arguments, walked once: Hydra's overrides, the config name, the mode."""
+
+    argv: list[str]
+    overrides: list[str] = field(default_factory=list)
+    config_name: str = "config"
+    multirun: bool = False
+    info: bool = False  # an information flag: Hydra prints and nothing trains
+
+
+def parse_run_args(argv: list[str]) -> RunArgs:
+    args = RunArgs(list(argv))
+    it = iter(argv)
+    for a in it:
+        flag = a.split("=", 1)[0]
+        if a in ("-m", "--multirun"):
+            args.multirun = True
+        elif flag in INFO_FLAGS:
+            args.info = True
+            if a in VALUE_FLAGS:
+                next(it, None)
+        elif a in ("--config-name", "-cn"):
+            args.config_name = next(it, "config")
+        elif flag == "--config-name":
+            args.config_name = a.split("=", 1)[1]
+        elif a in VALUE_FLAGS:
+            next(it, None)
+        elif flag in VALUE_FLAGS:
+            pass
+        elif a.startswith("-"):
+            _error(f"unknown flag {a!r} (Hydra flags: -m, --cfg, --info, -cn; see regbench run --help)")
+        else:
+            args.overrides.append(a)
+    return args
+
+
+def run(argv: list[str]) -> int:
+    args = parse_run_args(argv)
+    plan = None
+    if not args.info:
+        from regbench.errors import UserError
+        from regbench.validate import check_command
+
+        try:
+            plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
+        except UserError as e:
+            _error(str(e))
+    from regbench import app
+
+    sys.argv = ["regbench run", *args.argv]
+    app.hydra_main()
+    if args.multirun and not args.info:
+        from regbench.sweep.end import end_of_sweep
+
+        return end_of_sweep(plan.sweep_dir if plan else None, app.JOB_STATUSES)
+    return 1 if any(status == "failed" for _, status in app.JOB_STATUSES) else 0
+
+
+def status(argv: list[str]) -> int:
+    from regbench.sweep import status as command
+
+    return command.main(_sweep_dir_args("status", argv))
+
+
+def results(argv: list[str]) -> int:
+    from regbench.sweep import results as command
+
+    return command.main(_sweep_dir_args("results", argv))
+
+
+def report(argv: list[str]) -> int:
+    from regbench import report as command
+
+    return command.main(_sweep_dir_args("report", argv))
+
+
+COMMANDS = {"run": run, "status": status, "results": results, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,152 +128,30 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"regbench {__version__}")
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "run":
-        return _run(rest)
-    if command in ("status", "results", "report"):
-        return _tool(command, rest)
-    _error(f"unknown command {command!r}; choose one of: run, status, results, report (see regbench --help)")
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        _error(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)} (see regbench --help)")
+    return command(argv[1:])
 
 
-def _error(message: str, code: int = 2):
-    print(f"regbench: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _run(args: list[str]) -> int:
-    if not any(a in INFO_FLAGS or a.split("=")[0] in INFO_FLAGS for a in args):
-        from regbench.errors import UserError
-
-        try:
-            check_overrides(args)
-        except UserError as e:
-            _error(str(e))
-    from regbench import app
-
-    sys.argv = ["regbench run", *args]
-    app.hydra_main()
-    failed = [d for d, status in app.JOB_STATUSES if status == "failed"]
-    multirun = "-m" in args or "--multirun" in args
-    if multirun:
-        from regbench.sweep_summary import end_of_sweep
-
-        return end_of_sweep(args, app.JOB_STATUSES)
-    return 1 if failed else 0
-
-
-def check_overrides(args: list[str]) -> None:
-    """Compose and check every configuration a command would run, before anything is written.
-
-    Raises UserError with one line naming the key and what is allowed. Sweeps are expanded the way
-    Hydra's basic sweeper does (command line and an experiment's ``hydra.sweeper.params``);
-    the costly checks (data files, model and regularizer construction) run once per distinct setting.
-    """
-    from regbench.errors import ConfigError
-
-    overrides, config_name = [], "config"
-    it = iter(args)
-    for a in it:
-        if a in ("-m", "--multirun"):
-            continue
-        if a in ("--config-name", "-cn"):
-            config_name = next(it, "config")
-        elif a in VALUE_FLAGS:
-            next(it, None)
-        elif a.startswith("--config-name="):
-            config_name = a.split("=", 1)[1]
-        elif not a.startswith("-"):
-            overrides.append(a)
-        else:
-            raise ConfigError(f"unknown flag {a!r} (Hydra flags: -m, --cfg, --info, -cn; see regbench run --help)")
-    for combination in itertools.islice(expand_sweep(overrides, config_name), MAX_CHECKED_COMBINATIONS):
-        check_combination(combination, config_name)
-
-
-def expand_sweep(overrides: list[str], config_name: str = "config"):
-    """Yield the override lists of every job in the sweep (a single run is a sweep of one)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from regbench.config import compose
-
-    parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except Exception as e:
-        raise _config_error(e) from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    # The experiment's own sweep (hydra.sweeper.params), with command-line sweeps taking precedence.
-    try:
-        hydra_cfg = compose(fixed, config_name, return_hydra_config=True).hydra
-    except Exception as e:
-        raise _config_error(e) from None
-    params = dict(hydra_cfg.sweeper.get("params") or {})
-    for o in parsed:
-        if o.is_sweep_override():
-            params[o.get_key_element()] = o.input_line.split("=", 1)[1]
-    axes = []
-    for key, value in params.items():
-        (o,) = parser.parse_overrides([f"{key}={value}"])
-        if o.is_discrete_sweep():
-            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        elif not o.is_sweep_override():
-            axes.append([o.input_line])
-        # interval(...) sweeps (Optuna) are sampled later; their keys keep the config's value here.
-    for combo in itertools.product(*axes):
-        yield [*[f for f in fixed if f.split("=")[0] not in params], *combo]
-
-
-_checked: set = set()
-
-
-def check_combination(overrides: list[str], config_name: str = "config") -> None:
-    from omegaconf import OmegaConf
-
-    from regbench import build
-    from regbench.config import compose
-
-    try:
-        cfg = compose(overrides, config_name)
-    except Exception as e:
-        raise _config_error(e) from None
-    build._check_int("seed", cfg.seed, 0)
-    build.check_trainer(cfg.trainer)
-    key = OmegaConf.to_yaml({k: cfg.get(k) for k in ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")})
-    if key not in _checked:
-        build.check(cfg)
-        _checked.add(key)
-
-
-def _config_error(e: Exception):
-    """Hydra's composition errors, in one line that names the key and the allowed values."""
-    from regbench.config import one_line
-    from regbench.errors import ConfigError
-
-    text = one_line(e)
-    if "Could not find '" in text and "Available options" in text:
-        # "In 'config': Could not find 'model/foo' Available options in 'model': cnn mlp ..." → one line
-        missing = text.split("Could not find '")[1].split("'")[0]
-        group, _, option = missing.rpartition("/")
-        options = text.split("Available options in")[1].split(":", 1)[1].strip()
-        return ConfigError(f"unknown {group}={option}; available: {', '.join(options.split())}")
-    if "not in struct" in text or "Could not override" in text:
-        key = text.split("Could not override '")[1].split("'")[0] if "Could not override '" in text else text
-        return ConfigError(f"unknown option {key!r} (no such key in the config; to add a new key use +{key}=...). {text.split('. ')[0]}")
-    return ConfigError(text)
-
-
-def _tool(command: str, args: list[str]) -> int:
+def _sweep_dir_args(command: str, argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"regbench {command}")
     parser.add_argument("sweep_dir")
     if command == "report":
         parser.add_argument("--baseline", default=None, help="the configuration others are compared to (overrides, e.g. 'regularizer=none')")
         parser.add_argument("--metric", default="test_acc", help="metric the effects are computed on")
         parser.add_argument("--format", default="md,html", help="comma-separated: md, html")
-    ns = parser.parse_args(args)
-    import importlib
+    ns = parser.parse_args(argv)
+    from pathlib import Path
 
-    module = importlib.import_module(f"regbench.sweep.{command}" if command != "report" else "regbench.report")
-    return module.main(ns)
+    if not Path(ns.sweep_dir).is_dir():
+        _error(f"{ns.sweep_dir} is not a directory (give the sweep dir, e.g. outputs/<name>/multirun)")
+    return ns
+
+
+def _error(message: str, code: int = 2):
+    print(f"regbench: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

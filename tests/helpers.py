@@ -10,8 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Shrink every run: few epochs, a few hundred examples, no tracker unless a test asks for one.
-TINY = ["trainer.max_epochs=2", "dataset.n_train=200", "logger=none", "trainer.progress=false"]
+# Shrink every run: conf/debug/tiny.yaml (no tracker unless a test asks for one), two epochs on 200 examples.
+TINY = ["debug=tiny", "trainer.max_epochs=2", "dataset.n_train=200"]
 
 
 def compose(*overrides: str):

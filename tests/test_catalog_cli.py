@@ -25,8 +25,7 @@ SETTINGS = {
     "mnist1d": [],  # the default model, cnn1d
     "digits": ["dataset=digits", "model=resnet18", "model.width=4"],  # residual, so drop_path fits too
 }
-TINY = ["trainer.max_epochs=1", "dataset.n_train=100", "trainer.batch_size=50", "logger=none", "trainer.progress=false",
-        "trainer.num_threads=1"]
+TINY = ["debug=tiny", "trainer.batch_size=50"]
 
 
 def assign_settings() -> dict[str, list[str]]:

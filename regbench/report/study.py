@@ -2,7 +2,7 @@
 
 The run table comes from :mod:`regbench.sweep.results`; this module only puts each factor's values
 in one canonical spelling first (``regularizer=none``, ``[]`` and an absent key are the same
-configuration; ``0`` and ``0.0`` are the same label noise), so that :func:`summarize` groups
+configuration; ``0`` and ``0.0`` are the same label noise), so that :func:`regbench.sweep.results.per_config` groups
 exactly the runs that trained the same thing.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from regbench.errors import UserError
-from regbench.sweep.results import METRICS, SEED, factors, load_runs, summarize
+from regbench.sweep.results import METRICS, SEED, factors, load_runs, per_config
 
 #: Config groups selected as lists (``regularizer=[dropout,weight_decay]``): one yes/no column per member.
 MULTI_SELECT = ("regularizer",)
@@ -128,7 +128,7 @@ class Study:
         self.factors = factors(self.runs)
         self.multi = {f: self._members(f) for f in self.factors if f in MULTI_SELECT or self._is_list(f)}
         self.short = short_names(self.factors)
-        self.summary = summarize(self.runs)
+        self.config_stats = per_config(self.runs)
         self.conditions = self._conditions()
         self.baseline, self.baseline_note = self._baseline(baseline)
         self._histories: dict[str, pd.DataFrame] = {}
@@ -186,7 +186,7 @@ class Study:
 
     # ---- configurations
     def _conditions(self) -> list[Condition]:
-        stats = {tuple(str(row[f]) for f in self.factors): row.to_dict() for _, row in self.summary.iterrows()}
+        stats = {tuple(str(row[f]) for f in self.factors): row.to_dict() for _, row in self.config_stats.iterrows()}
         groups = self.runs.groupby(self.factors, sort=False) if self.factors else [((), self.runs)]
         out = []
         for key, runs in groups:

@@ -56,16 +56,21 @@ def sweep_arguments(cfg: DictConfig) -> list[str]:
     return [*(f"{k}={v}" for k, v in params.items()), *task]
 
 
-def expected_jobs(cfg: DictConfig) -> list[Job] | None:
-    """Every job of a basic-sweeper multirun, in Hydra's launch order; None for a sampling sweeper."""
-    if not is_basic_sweeper(cfg):
+def expected_jobs(cfg: DictConfig, sampled: bool = False) -> list[Job] | None:
+    """Every job of a basic-sweeper multirun, in Hydra's launch order; None for a sampling sweeper.
+
+    ``sampled=True`` expands a sampling sweeper's discrete axes too, its sampled keys (``interval(...)``)
+    keeping the config's value: the configurations the pre-flight check can see before Optuna draws.
+    """
+    if not is_basic_sweeper(cfg) and not sampled:
         return None
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(sweep_arguments(cfg)), None)
+    arguments = [o for o in parser.parse_overrides(sweep_arguments(cfg)) if not o.is_interval_sweep()]
+    (batch,) = BasicSweeper.split_arguments(arguments, None)
     od = cfg.hydra.job.config.override_dirname
     exclude = list(od.exclude_keys)
     jobs = []
@@ -73,6 +78,23 @@ def expected_jobs(cfg: DictConfig) -> list[Job] | None:
         name = get_overrides_dirname(parser.parse_overrides(lines), exclude, od.item_sep, od.kv_sep)
         jobs.append(Job(tuple(lines), _subdir(cfg, name, num)))
     return jobs
+
+
+def command_jobs(overrides: list[str], config_name: str = "config") -> tuple[DictConfig, list[Job]]:
+    """The jobs of `regbench run [-m] OVERRIDES`, before Hydra launches them: its fixed overrides composed
+    once (with Hydra's config, which holds an experiment's ``hydra.sweeper.params``), then expanded by
+    :func:`expected_jobs` exactly as the sweep dir's ``multirun.yaml`` will be."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import open_dict
+
+    from regbench.config import compose
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    cfg = compose(fixed, config_name, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = list(overrides)
+    return cfg, expected_jobs(cfg, sampled=True)
 
 
 def expected_count(cfg: DictConfig) -> int | None:

@@ -4,12 +4,12 @@ A run is any folder under the sweep dir that Hydra made for a job (it holds ``.h
 or that holds a ``result.json``, plus, as ``pending`` rows, the jobs of the last sweep launched
 into the dir (its ``multirun.yaml``) that have no folder yet. Its factors are the command-line
 overrides of that job; the factors of a sweep are the override keys whose values differ between
-its runs. Seeds are never a factor: :func:`summarize` groups by every factor except ``seed`` and
+its runs. Seeds are never a factor: :func:`per_config` groups by every factor except ``seed`` and
 never averages across different configurations.
 
 ``regbench results SWEEP_DIR`` (and the end of every sweep) writes ``results.csv`` /
-``results.parquet`` (the runs) and ``summary.csv`` (mean, std and n per configuration) into the
-sweep dir and prints the summary. It reads only finished files, so it works while jobs run.
+``results.parquet`` (the runs) and ``configs.csv`` (mean, std and n per configuration) into the
+sweep dir and prints the configurations. It reads only finished files, so it works while jobs run.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SEED = "seed"
 FIT_ACC = 0.99
 #: Statuses, in the order they are reported.
 STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "pending")
-RESULTS_CSV, RESULTS_PARQUET, SUMMARY_CSV = "results.csv", "results.parquet", "summary.csv"
+RESULTS_CSV, RESULTS_PARQUET, CONFIGS_CSV = "results.csv", "results.parquet", "configs.csv"
 #: Metrics shown on the console (all of them are in the files).
 SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
 
@@ -142,7 +142,7 @@ def factors(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in skip and runs[c].astype(str).nunique(dropna=False) > 1]
 
 
-def summarize(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
+def per_config(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     """Mean, std and n of each metric per configuration (every factor but the seed), finished runs only."""
     done = runs[runs["status"] == "completed"].copy()
     keys = factors(runs)
@@ -167,14 +167,14 @@ def summarize(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------- writing
 
 def write_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write results.csv, results.parquet and summary.csv into the sweep dir; return (runs, summary)."""
+    """Write results.csv, results.parquet and configs.csv into the sweep dir; return (runs, configs)."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs(sweep_dir)
-    summary = summarize(runs) if not runs.empty else pd.DataFrame(columns=["n"])
+    configs = per_config(runs) if not runs.empty else pd.DataFrame(columns=["n"])
     _atomic(sweep_dir / RESULTS_CSV, lambda p: runs.to_csv(p, index=False))
     _atomic(sweep_dir / RESULTS_PARQUET, lambda p: runs.astype({c: "string" for c in _text_columns(runs)}).to_parquet(p, index=False))
-    _atomic(sweep_dir / SUMMARY_CSV, lambda p: summary.to_csv(p, index=False))
-    return runs, summary
+    _atomic(sweep_dir / CONFIGS_CSV, lambda p: configs.to_csv(p, index=False))
+    return runs, configs
 
 
 def _text_columns(runs: pd.DataFrame) -> list[str]:
@@ -198,22 +198,22 @@ def format_counts(counts: dict[str, int]) -> str:
     return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(shown)
 
 
-def summary_table(runs: pd.DataFrame, summary: pd.DataFrame, title: str | None = None):
+def configs_table(runs: pd.DataFrame, configs: pd.DataFrame, title: str | None = None):
     """A rich table: one row per configuration, its factors, n, and mean ± std of the shown metrics."""
     from rich.markup import escape
     from rich.table import Table
 
     keys = [k for k in factors(runs)] if not runs.empty else []
-    shown = [m for m in SHOWN if f"{m}_mean" in summary and summary[f"{m}_mean"].notna().any()]
+    shown = [m for m in SHOWN if f"{m}_mean" in configs and configs[f"{m}_mean"].notna().any()]
     table = Table(title=title, title_justify="left")
     for k, short in zip(keys, short_names(keys)):
         table.add_column(escape(short))
     table.add_column("n", justify="right")
     for m in shown:
         table.add_column(m, justify="right")
-    if keys and not summary.empty:  # numbers in numeric order (2, 4, 16 rather than 16, 2, 4)
-        summary = summary.sort_values(keys, key=lambda col: col.map(_natural), kind="stable")
-    for _, row in summary.iterrows():
+    if keys and not configs.empty:  # numbers in numeric order (2, 4, 16 rather than 16, 2, 4)
+        configs = configs.sort_values(keys, key=lambda col: col.map(_natural), kind="stable")
+    for _, row in configs.iterrows():
         cells = [str(row[k]) for k in keys] + [str(int(row["n"]))]
         for m in shown:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
@@ -233,15 +233,6 @@ def short_names(keys: list[str]) -> list[str]:
     """Column headers: the last part of each key (``dataset.label_noise`` → ``label_noise``) unless two collide."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
     return [s if last.count(s) == 1 else k for k, s in zip(keys, last)]
-
-
-def console():
-    """A rich console; as wide as the terminal, or wide enough for a table when writing to a file or pipe."""
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fmt(x: float, metric: str) -> str:
@@ -266,18 +257,17 @@ def print_failures(runs: pd.DataFrame, console) -> None:
 
 def main(ns) -> int:
     """`regbench results SWEEP_DIR`."""
+    from regbench.console import console
+
     sweep_dir = Path(ns.sweep_dir)
-    if not sweep_dir.is_dir():
-        print(f"regbench: error: {sweep_dir} is not a directory", flush=True)
-        return 2
-    runs, summary = write_tables(sweep_dir)
+    runs, configs = write_tables(sweep_dir)
     out = console()
     if runs.empty:
         out.print(f"{sweep_dir}: no runs yet", soft_wrap=True, markup=False)
         return 0
     out.print(f"{sweep_dir}: {format_counts(status_counts(runs))}", soft_wrap=True, markup=False)
-    out.print(summary_table(runs, summary))
+    out.print(configs_table(runs, configs))
     print_failures(runs, out)
-    out.print(f"wrote {sweep_dir / RESULTS_CSV}, {RESULTS_PARQUET} (one row per run) and {SUMMARY_CSV} "
+    out.print(f"wrote {sweep_dir / RESULTS_CSV}, {RESULTS_PARQUET} (one row per run) and {CONFIGS_CSV} "
               f"(mean ± std over seeds per configuration)", markup=False)
     return 0

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regbench.sweep.results import console, format_counts, load_runs, print_failures, status_counts
+from regbench.console import console
+from regbench.sweep.results import format_counts, load_runs, print_failures, status_counts
 
 
 def count(sweep_dir: Path, runs=None) -> dict[str, int]:
@@ -32,9 +33,6 @@ def count(sweep_dir: Path, runs=None) -> dict[str, int]:
 
 def main(ns) -> int:
     sweep_dir = Path(ns.sweep_dir)
-    if not sweep_dir.is_dir():
-        print(f"regbench: error: {sweep_dir} is not a directory")
-        return 2
     out = console()
     runs = load_runs(sweep_dir)
     out.print(f"{sweep_dir}: {format_counts(count(sweep_dir, runs))}", soft_wrap=True, markup=False)

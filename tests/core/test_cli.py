@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import REPO, read_result, run_cli
 
-FAST = ["trainer.max_epochs=1", "dataset.n_train=100", "logger=none", "trainer.num_threads=1"]
+FAST = ["debug=tiny"]
 
 
 def test_help_is_instant_and_imports_no_torch():

@@ -32,8 +32,7 @@ def test_wheel_carries_the_configs_and_runs_from_anywhere(tmp_path):
     assert module_file.startswith(str(site)) and config_dir == str(site / "regbench" / "conf")
     assert target == "regbench.models.mlp.MLP"
 
-    out = subprocess.run([sys.executable, "-m", "regbench", "run", "model=mlp", "trainer.max_epochs=1", "dataset.n_train=100",
-                          "logger=none", "trainer.num_threads=1"], cwd=elsewhere, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "regbench", "run", "model=mlp", "debug=tiny"], cwd=elsewhere, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     assert list((elsewhere / "outputs" / "default" / "runs").glob("*/result.json"))

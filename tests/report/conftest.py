@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-TINY = ["model=mlp", "trainer.max_epochs=2", "dataset.n_train=100", "logger=none", "trainer.num_threads=1",
-        "trainer.progress=false"]
+TINY = ["model=mlp", "debug=tiny", "trainer.max_epochs=2"]
 SWEEPS = {
     "factorial": {".": ["seed=0,1,2", "regularizer=[],[dropout],[weight_decay],[dropout,weight_decay]"]},
     "corruption": {".": ["seed=0,1", "dataset.label_noise=0,1.0", "dataset.input_corruption=none,gaussian"]},

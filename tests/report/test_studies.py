@@ -18,7 +18,7 @@ from PIL import Image
 from regbench.report import write_report
 
 STUDIES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
-SHRINK = ["trainer.max_epochs=2", "dataset.n_train=100", "logger=none", "trainer.num_threads=1", "trainer.progress=false",
+SHRINK = ["debug=tiny", "trainer.max_epochs=2",
           "seed=0"]  # one seed: the command line's fixed value replaces the study's seed axis
 EXTRA = {"random_search": ["hydra.sweeper.n_trials=6"]}
 #: The study figures each embedded study must get (besides learning curves and effects).

@@ -8,7 +8,7 @@ import pytest
 from helpers import run_cli
 
 #: Every sweep job in these tests: one epoch on 100 examples, one torch thread, no tracker, no progress bar.
-SHRINK = ("trainer.max_epochs=1", "dataset.n_train=100", "logger=none", "trainer.progress=false", "trainer.num_threads=1")
+SHRINK = ("debug=tiny",)
 
 
 @pytest.fixture

@@ -66,8 +66,8 @@ def test_study_runs_through_the_cli(study, run_sweep, shrink):
     runs = pd.read_csv(sweep_dir / "results.csv")
     assert len(runs) == expected and (runs["status"] == "completed").all(), runs[["run_dir", "status", "error"]]
     assert runs["run_id"].is_unique
-    summary = pd.read_csv(sweep_dir / "summary.csv")
-    assert len(summary) == expected and (summary["n"] == 1).all()  # one seed: a row per configuration
+    configs = pd.read_csv(sweep_dir / "configs.csv")
+    assert len(configs) == expected and (configs["n"] == 1).all()  # one seed: a row per configuration
     run_cfg = yaml.safe_load((sweep_dir / runs["run_dir"][0] / "config.yaml").read_text())
     assert run_cfg["name"] == study  # the study names its outputs/<study>/ folder and its W&B group
 

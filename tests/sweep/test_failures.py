@@ -9,7 +9,7 @@ import pandas as pd
 from regbench.cli import main
 
 GRID = ("model=mlp", "dataset.shuffle_seq=false,true", "optimizer=sgd", "optimizer.lr=0.01,1e9")
-TINY = ("trainer.max_epochs=1", "dataset.n_train=300", "logger=none", "trainer.progress=false", "trainer.num_threads=1")
+TINY = ("debug=tiny", "dataset.n_train=300")
 
 
 def corrupt_shuffled_mnist1d(cache):

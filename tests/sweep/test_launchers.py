@@ -23,7 +23,7 @@ def assert_same_table(expected_dir, sweep_dir):
     b = pd.read_csv(sweep_dir / "results.csv").sort_values("run_dir").reset_index(drop=True)
     pd.testing.assert_frame_equal(a[SAME], b[SAME])
     pd.testing.assert_frame_equal(a[CLOSE], b[CLOSE], rtol=1e-4, atol=1e-6)  # thread counts may differ
-    sa, sb = (pd.read_csv(d / "summary.csv") for d in (expected_dir, sweep_dir))
+    sa, sb = (pd.read_csv(d / "configs.csv") for d in (expected_dir, sweep_dir))
     pd.testing.assert_frame_equal(sa[["regularizer", "n"]], sb[["regularizer", "n"]])
 
 

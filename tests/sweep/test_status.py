@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 
+import pytest
+
 from regbench.cli import main
 from regbench.sweep.status import count
 
@@ -38,8 +40,13 @@ def test_a_marker_left_by_a_dead_process_is_not_running(finished_sweep, tmp_path
     assert count(sweep_dir)["interrupted"] == 1
 
 
-def test_status_of_a_missing_dir_is_an_error(tmp_path, capsys):
-    assert main(["status", str(tmp_path / "nope")]) == 2
+@pytest.mark.parametrize("command", ["status", "results", "report"])
+def test_a_missing_dir_is_one_line_on_stderr_and_exit_2(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, str(tmp_path / "nope")])
+    assert exit.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "nope is not a directory" in out.err
 
 
 def test_a_failed_run_being_retrained_is_running(finished_sweep, tmp_path):

@@ -12,15 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def end_of_sweep(args, statuses) -> int:
+def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]]) -> int:
+    """``sweep_dir``: the command's ``hydra.sweep.dir`` (None if unknown: the jobs' common parent is used);
+    ``statuses``: (run dir, status) of the jobs this process saw."""
     from rich.markup import escape
 
+    from regbench.console import console
     from regbench.sweep.jobs import expected_jobs, load_multirun
-    from regbench.sweep.results import (console, format_counts, print_failures, status_counts, summarize,
-                                        summary_table, write_tables)
+    from regbench.sweep.results import (CONFIGS_CSV, configs_table, format_counts, per_config, print_failures,
+                                        status_counts, write_tables)
 
     out = console()
-    sweep_dir = sweep_dir_of(args) or _common_parent([d for d, _ in statuses])
+    if sweep_dir is None or not Path(sweep_dir).is_dir():
+        sweep_dir = _common_parent([d for d, _ in statuses])
     if sweep_dir is None or not sweep_dir.is_dir():
         counts: dict[str, int] = {}
         for _, status in statuses:
@@ -49,42 +53,14 @@ def end_of_sweep(args, statuses) -> int:
         line += f" ({reused} finished by an earlier run of the sweep, not retrained)"
     out.print(line, soft_wrap=True, markup=False)
     if not this.empty:
-        out.print(summary_table(this, summarize(this)))
+        out.print(configs_table(this, per_config(this)))
         print_failures(this, out)
     for _, row in lost.iterrows():
         out.print(f"  [red]no result[/red] {escape(row['run_dir'])}: the job ended without writing result.json "
                   f"({row['status']})", soft_wrap=True)
-    out.print(f"tables: {sweep_dir}/results.csv, results.parquet, summary.csv   "
+    out.print(f"tables: {sweep_dir}/results.csv, results.parquet, {CONFIGS_CSV}   "
               f"(again any time: regbench results {sweep_dir})", soft_wrap=True, markup=False)
     return 1 if failed else 0
-
-
-def sweep_dir_of(args: list[str]) -> Path | None:
-    """The sweep dir of a `regbench run -m ...` command: ``hydra.sweep.dir`` composed from its fixed overrides."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from regbench.cli import VALUE_FLAGS
-    from regbench.config import compose
-
-    overrides, config_name = [], "config"
-    it = iter(args)
-    for a in it:
-        if a in ("--config-name", "-cn"):
-            config_name = next(it, "config")
-        elif a.startswith("--config-name="):
-            config_name = a.split("=", 1)[1]
-        elif a in VALUE_FLAGS:
-            next(it, None)
-        elif not a.startswith("-"):
-            overrides.append(a)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-        cfg = compose(fixed, config_name, return_hydra_config=True)
-        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
-    except Exception:  # e.g. a ${now:} in the sweep dir, resolved differently here: fall back to the jobs' dirs
-        return None
 
 
 def _common_parent(dirs: list[str]) -> Path | None:
