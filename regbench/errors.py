@@ -29,6 +29,22 @@ def check_range(key: str, value, low=None, high=None, *, low_inclusive: bool = T
         raise ConfigError(f"{key}={value} is out of range {lo}, {hi}")
 
 
+def check_int(key: str, value, low=None, high=None) -> int:
+    """Like :func:`check_range`, but the value must also be a whole number (a size, a count, a seed); returns it.
+
+    ``trainer.max_epochs=1.5`` fails as ``must be a whole number ≥ 1``, ``trainer.max_epochs=0`` as
+    ``is out of range [1, inf)``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        if low is not None and high is not None:
+            bounds = f" in [{low}, {high}]"
+        else:
+            bounds = f" ≥ {low}" if low is not None else f" ≤ {high}" if high is not None else ""
+        raise ConfigError(f"{key}={value!r} must be a whole number{bounds}")
+    check_range(key, value, low, high)
+    return value
+
+
 def check_choice(key: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, choices))}")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options, conv_bias, conv_out, conv_unit, fc_norm
+from regbench.models.common import check_options, conv_bias, conv_out, conv_unit, fc_norm
 
 # The paper's feature-map side after two pools (28×28 crops); larger maps are pooled down to it.
 PAPER_MAP = 7
@@ -47,7 +47,7 @@ class AlexNetSmall(nn.Module):
         c_in, height, width = check_options("alexnet_small", in_shape, num_classes, activation=activation, norm=norm,
                                           dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
                                           drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2)
-        check_int("channels", channels)
+        check_int("channels", channels, 1)
         if not isinstance(lrn, bool):
             raise ConfigError(f"lrn={lrn!r} must be true or false")
         blocks = []

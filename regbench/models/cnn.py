@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options, conv_bias, conv_unit, fc_norm
+from regbench.models.common import check_options, conv_bias, conv_unit, fc_norm
 
 
 class CNN(nn.Module):
@@ -31,8 +31,8 @@ class CNN(nn.Module):
         c_in, h, w = check_options("cnn", in_shape, num_classes, activation=activation, norm=norm,
                                  dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
                                  drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2)
-        check_int("channels", channels)
-        check_int("width", width)
+        check_int("channels", channels, 1)
+        check_int("width", width, 1)
         if min(h, w) < 4:
             raise ConfigError(f"in_shape={list(in_shape)}: cnn needs images of at least 4×4")
         blocks = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options, conv_bias, conv_out, conv_unit
+from regbench.models.common import check_options, conv_bias, conv_out, conv_unit
 
 # (kernel, stride, padding) of the paper's three convolutions.
 CONVS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -30,7 +30,7 @@ class CNN1d(nn.Module):
         (c_in, length) = check_options("cnn1d", in_shape, num_classes, activation=activation, norm=norm,
                                        dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
                                        drop_path=drop_path, init=init, init_gain=init_gain, input_rank=1)
-        check_int("channels", channels)
+        check_int("channels", channels, 1)
         units = []
         for kernel, stride, padding in CONVS:
             conv = nn.Conv1d(c_in, channels, kernel, stride, padding, bias=conv_bias(norm))

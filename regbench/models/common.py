@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from regbench.errors import ConfigError, check_choice, check_range
+from regbench.errors import ConfigError, check_choice, check_int, check_range
 from regbench.models import layers
 
 SIGNAL_MODELS = "logistic, mlp or cnn1d"
 IMAGE_MODELS = "cnn, alexnet_small, inception_small, resnet18 or wide_resnet (or logistic, mlp)"
 IMAGE_DATASETS = "digits, mnist, fashion_mnist, cifar10, cifar100 or svhn"
 RESIDUAL_MODELS = "resnet18 or wide_resnet"
-
-
-def check_int(key: str, value, low: int = 1) -> int:
-    """``value`` as an int, or a ConfigError unless it is a whole number ≥ ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key}={value!r} must be a whole number ≥ {low}")
-    return value
 
 
 def check_options(

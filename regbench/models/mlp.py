@@ -12,8 +12,9 @@ import math
 import torch
 from torch import nn
 
+from regbench.errors import check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options
+from regbench.models.common import check_options
 
 
 class MLP(nn.Module):
@@ -30,8 +31,8 @@ class MLP(nn.Module):
         in_shape = check_options("mlp", in_shape, num_classes, activation=activation, norm=norm, dropout=dropout,
                                  input_dropout=input_dropout, noise_std=noise_std, drop_path=drop_path, init=init,
                                  init_gain=init_gain)
-        check_int("depth", depth)
-        check_int("width", width)
+        check_int("depth", depth, 1)
+        check_int("width", width, 1)
         sizes = [math.prod(in_shape)] + [width] * depth
         self.input_dropout = layers.dropout(input_dropout)
         self.hidden = nn.Sequential(*(

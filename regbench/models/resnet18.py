@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options
+from regbench.models.common import check_options
 from regbench.models.residual import residual_trunk
 
 
@@ -32,7 +32,7 @@ class ResNet18(nn.Module):
         c_in, _, _ = check_options("resnet18", in_shape, num_classes, activation=activation, norm=norm,
                                    dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
                                    drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2, residual=True)
-        check_int("width", width)
+        check_int("width", width, 1)
         if not isinstance(preact, bool):
             raise ConfigError(f"preact={preact!r} must be true or false")
         self.input_dropout = layers.dropout(input_dropout)

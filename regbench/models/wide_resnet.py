@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_int
 from regbench.models import layers
-from regbench.models.common import check_int, check_options
+from regbench.models.common import check_options
 from regbench.models.residual import residual_trunk
 
 
@@ -32,7 +32,7 @@ class WideResNet(nn.Module):
                                    dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
                                    drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2, residual=True)
         check_int("depth", depth, 10)
-        check_int("widen_factor", widen_factor)
+        check_int("widen_factor", widen_factor, 1)
         if (depth - 4) % 6:
             raise ConfigError(f"depth={depth} must be 6n+4 (10, 16, 22, 28, 40, ...): two convs per block, "
                               f"three stages, plus stem and classifier")

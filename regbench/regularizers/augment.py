@@ -22,13 +22,6 @@ from regbench.regularizers.base import Regularizer
 
 # --- validation helpers shared by the augmentation regularizers --------------------------------
 
-def check_int(key: str, value, low=None, high=None) -> None:
-    """Like :func:`check_range`, but the value must also be an integer (a size or a count)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}={value!r} must be an integer")
-    check_range(key, value, low, high)
-
-
 def check_interval(key: str, interval, low=None, high=None, **inclusive) -> tuple[float, float]:
     """Validate a ``[lo, hi]`` pair with low ≤ lo ≤ hi ≤ high and return it as floats.
 

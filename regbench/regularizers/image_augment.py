@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from regbench.errors import ConfigError, check_choice, check_range
+from regbench.errors import ConfigError, check_choice, check_int, check_range
 from regbench.regularizers import augment as A
 
 
@@ -29,7 +29,7 @@ class RandomCrop(ImageAugmentation):
     """
 
     def __init__(self, padding: int = 4, padding_mode: str = "zeros"):
-        A.check_int("padding", padding, 0)
+        check_int("padding", padding, 0)
         check_choice("padding_mode", padding_mode, ("zeros", "reflect"))
         self.padding, self.padding_mode = padding, padding_mode
 
@@ -140,7 +140,7 @@ class RandomErasing(ImageAugmentation):
         self.scale = A.check_interval("scale", scale, 0, 1)
         self.ratio = A.check_interval("ratio", ratio, 0, low_inclusive=False)
         if size is not None:
-            A.check_int("size", size, 0)
+            check_int("size", size, 0)
         check_choice("fill", fill, ("zeros", "noise"))
         self.p, self.size, self.fill = p, size, fill
 
@@ -177,7 +177,7 @@ class RandAugment(ImageAugmentation):
     """
 
     def __init__(self, num_ops: int = 2, magnitude: float = 9):
-        A.check_int("num_ops", num_ops, 0)
+        check_int("num_ops", num_ops, 0)
         check_range("magnitude", magnitude, 0, 10)
         self.num_ops, self.magnitude = num_ops, magnitude
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from regbench.errors import check_choice
+from regbench.errors import check_choice, check_int
 from regbench.regularizers import augment as A
 from regbench.regularizers.image_augment import GaussianNoise
 
@@ -25,7 +25,7 @@ class SignalShift(A.Augmentation):
     layout = "(C, L)"
 
     def __init__(self, max_shift: int = 4, padding_mode: str = "zeros"):
-        A.check_int("max_shift", max_shift, 0)
+        check_int("max_shift", max_shift, 0)
         check_choice("padding_mode", padding_mode, ("zeros", "circular"))
         self.max_shift, self.padding_mode = max_shift, padding_mode
 
