@@ -89,20 +89,11 @@ def fc_norm(norm: str) -> str:
     return "none" if norm == "instance" else norm
 
 
-def post_activation(act: str, *, noise_std: float, dropout_p: float) -> nn.Sequential:
-    """Activation → Gaussian noise → dropout: what follows every hidden norm layer."""
-    return nn.Sequential(
-        layers.activation(act),
-        layers.GaussianNoise(noise_std) if noise_std > 0 else nn.Identity(),
-        layers.dropout(dropout_p),
-    )
-
-
 def conv_unit(conv: nn.Conv1d | nn.Conv2d, *, norm: str, act: str, noise_std: float, dropout_p: float) -> nn.Sequential:
     """Conv → norm → activation → noise → dropout: the conv counterpart of ``layers.hidden_block``."""
     dim = 1 if isinstance(conv, nn.Conv1d) else 2
     return nn.Sequential(conv, layers.norm_layer(norm, conv.out_channels, dim),
-                         *post_activation(act, noise_std=noise_std, dropout_p=dropout_p))
+                         *layers.post_activation(act, noise_std=noise_std, dropout_p=dropout_p))
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

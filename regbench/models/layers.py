@@ -56,8 +56,18 @@ def apply_weight_norm(model: nn.Module) -> nn.Module:
     return model
 
 
-class GaussianNoise(nn.Module):
-    """Adds N(0, std²) noise to activations in training; the identity at eval or when std == 0."""
+def add_gaussian_noise(x: torch.Tensor, std: float) -> torch.Tensor:
+    """``x`` + N(0, std²) noise, drawn from torch's global generator: every noise regularizer's arithmetic."""
+    return x + torch.randn_like(x) * std
+
+
+class TrainingNoise(nn.Module):
+    """Adds N(0, std²) noise to what passes through in training; the identity at eval or when std == 0.
+
+    The models place it after hidden activations (the model option ``noise_std``), and
+    ``weight_noise`` registers it as a parametrization of each kernel. Noise on the inputs is an
+    augmentation instead (``regbench.regularizers.image_augment.GaussianNoise``).
+    """
 
     def __init__(self, std: float = 0.0):
         super().__init__()
@@ -66,31 +76,24 @@ class GaussianNoise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.std == 0:
             return x
-        return x + torch.randn_like(x) * self.std
+        return add_gaussian_noise(x, self.std)
 
     def extra_repr(self) -> str:
         return f"std={self.std}"
 
 
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drops a residual branch per sample with probability p.
+def drop_path(p: float) -> nn.Module:
+    """Stochastic depth (Huang et al. 2016) on a residual branch: torchvision's ``StochasticDepth(p, "row")``.
 
-    Surviving branches are scaled by 1/(1-p), so the expected output is unchanged; identity at eval.
+    In training each sample's branch is zeroed with probability p and survivors are scaled by
+    1/(1 − p), so the expected output is unchanged; the identity at eval, and when p == 0.
+    torchvision is imported only here: it takes seconds, and only residual nets with drop_path need it.
     """
+    if p == 0:
+        return nn.Identity()
+    from torchvision.ops import StochasticDepth
 
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    return StochasticDepth(p, mode="row")
 
 
 def dropout(p: float) -> nn.Module:
@@ -98,15 +101,19 @@ def dropout(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
-def hidden_block(n_in: int, n_out: int, *, norm: str, act: str, dropout_p: float, noise_std: float) -> nn.Sequential:
-    """Linear → norm → activation → noise → dropout: the fully connected layer every MLP head uses."""
+def post_activation(act: str, *, noise_std: float, dropout_p: float) -> nn.Sequential:
+    """Activation → Gaussian noise → dropout: what follows every hidden norm layer."""
     return nn.Sequential(
-        nn.Linear(n_in, n_out),
-        norm_layer(norm, n_out, 0),
         activation(act),
-        GaussianNoise(noise_std) if noise_std > 0 else nn.Identity(),
+        TrainingNoise(noise_std) if noise_std > 0 else nn.Identity(),
         dropout(dropout_p),
     )
+
+
+def hidden_block(n_in: int, n_out: int, *, norm: str, act: str, dropout_p: float, noise_std: float) -> nn.Sequential:
+    """Linear → norm → activation → noise → dropout: the fully connected layer every MLP head uses."""
+    return nn.Sequential(nn.Linear(n_in, n_out), norm_layer(norm, n_out, 0),
+                         *post_activation(act, noise_std=noise_std, dropout_p=dropout_p))
 
 
 def init_weights(model: nn.Module, init: str = "default", gain: float | None = None) -> nn.Module:

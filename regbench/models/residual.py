@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from regbench.models import layers
-from regbench.models.common import conv_bias, post_activation
+from regbench.models.common import conv_bias
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int, norm: str) -> nn.Conv2d:
@@ -32,7 +32,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.branch = nn.Sequential(
             _conv3x3(c_in, c_out, stride, norm), layers.norm_layer(norm, c_out, 2),
-            post_activation(act, noise_std=noise_std, dropout_p=dropout_p),
+            layers.post_activation(act, noise_std=noise_std, dropout_p=dropout_p),
             _conv3x3(c_out, c_out, 1, norm), layers.norm_layer(norm, c_out, 2),
         )
         self.shortcut = nn.Identity()
@@ -40,8 +40,8 @@ class BasicBlock(nn.Module):
             # Projection shortcut (He et al.'s option B) where the shape changes.
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=conv_bias(norm)),
                                           layers.norm_layer(norm, c_out, 2))
-        self.drop_path = layers.DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.out = post_activation(act, noise_std=noise_std, dropout_p=0.0)
+        self.drop_path = layers.drop_path(drop_path)
+        self.out = layers.post_activation(act, noise_std=noise_std, dropout_p=0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.shortcut(x) + self.drop_path(self.branch(x)))
@@ -57,16 +57,16 @@ class PreActBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, *, norm: str, act: str, noise_std: float, dropout_p: float,
                  drop_path: float):
         super().__init__()
-        self.pre = nn.Sequential(layers.norm_layer(norm, c_in, 2), post_activation(act, noise_std=noise_std, dropout_p=0.0))
+        self.pre = nn.Sequential(layers.norm_layer(norm, c_in, 2), layers.post_activation(act, noise_std=noise_std, dropout_p=0.0))
         self.branch = nn.Sequential(
             _conv3x3(c_in, c_out, stride, norm), layers.norm_layer(norm, c_out, 2),
-            post_activation(act, noise_std=noise_std, dropout_p=dropout_p),
+            layers.post_activation(act, noise_std=noise_std, dropout_p=dropout_p),
             _conv3x3(c_out, c_out, 1, norm),
         )
         self.projection = None
         if stride != 1 or c_in != c_out:
             self.projection = nn.Conv2d(c_in, c_out, 1, stride, bias=conv_bias(norm))
-        self.drop_path = layers.DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = layers.drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.pre(x)
@@ -85,7 +85,7 @@ def residual_trunk(c_in: int, stem_channels: int, widths: list[int], strides: li
     unit = dict(norm=norm, act=act, noise_std=noise_std)
     stem = [_conv3x3(c_in, stem_channels, 1, norm)]
     if not preact:  # a pre-activation network normalizes at the start of its first block instead
-        stem += [layers.norm_layer(norm, stem_channels, 2), post_activation(act, noise_std=noise_std, dropout_p=0.0)]
+        stem += [layers.norm_layer(norm, stem_channels, 2), layers.post_activation(act, noise_std=noise_std, dropout_p=0.0)]
     block = PreActBlock if preact else BasicBlock
     total = len(widths) * blocks_per_stage
     stages, channels, index = [], stem_channels, 0
@@ -99,5 +99,6 @@ def residual_trunk(c_in: int, stem_channels: int, widths: list[int], strides: li
         stages.append(nn.Sequential(*stage))
     final = []
     if preact:  # the last block ends in a bare addition; normalize and activate before pooling
-        final = [layers.norm_layer(norm, channels, 2), post_activation(act, noise_std=noise_std, dropout_p=0.0)]
+        final = [layers.norm_layer(norm, channels, 2), layers.post_activation(act, noise_std=noise_std, dropout_p=0.0)]
     return nn.Sequential(nn.Sequential(*stem), *stages, *final), channels
+

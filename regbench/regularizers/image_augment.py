@@ -13,6 +13,7 @@ import math
 import torch
 
 from regbench.errors import ConfigError, check_choice, check_int, check_range
+from regbench.models.layers import add_gaussian_noise
 from regbench.regularizers import augment as A
 
 
@@ -109,7 +110,11 @@ class ColorJitter(A.Augmentation):
 
 
 class GaussianNoise(A.Augmentation):
-    """Add N(0, std²) noise to every input value (Bishop 1995: training with noise ≈ Tikhonov)."""
+    """Add N(0, std²) noise to every input value (Bishop 1995: training with noise ≈ Tikhonov).
+
+    Input noise; noise on hidden activations and weights is the model layer
+    :class:`regbench.models.layers.TrainingNoise` (regularizers ``noise``, ``weight_noise``).
+    """
 
     def __init__(self, std: float = 0.1):
         check_range("std", std, 0)
@@ -118,7 +123,7 @@ class GaussianNoise(A.Augmentation):
     def transform_batch(self, x, y):
         if self.std == 0:
             return x, y
-        return x + self.std * torch.randn_like(x), y
+        return add_gaussian_noise(x, self.std), y
 
     def describe(self):
         return f"{self.name}: input noise with std {self.std}"

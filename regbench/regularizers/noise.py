@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from regbench.errors import check_range
+from regbench.models.layers import TrainingNoise
 from regbench.regularizers.base import Regularizer
 
 KERNELS = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -32,22 +32,6 @@ class ActivationNoise(Regularizer):
 
     def describe(self) -> str:
         return f"{self.name}: N(0, {self.std}²) added to hidden activations in training"
-
-
-class _AddNoise(nn.Module):
-    """A parametrization: the weight a module sees is w + N(0, σ²) in training, w itself at eval."""
-
-    def __init__(self, std: float):
-        super().__init__()
-        self.std = std
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return w
-        return w + torch.randn_like(w) * self.std
-
-    def extra_repr(self) -> str:
-        return f"std={self.std}"
 
 
 class WeightNoise(Regularizer):
@@ -69,7 +53,7 @@ class WeightNoise(Regularizer):
             return
         for name, module in list(model.named_modules()):
             if isinstance(module, KERNELS):
-                nn.utils.parametrize.register_parametrization(module, "weight", _AddNoise(self.std))
+                nn.utils.parametrize.register_parametrization(module, "weight", TrainingNoise(self.std))
                 self.covered.append(f"{name}.weight" if name else "weight")
 
     def describe(self) -> str:

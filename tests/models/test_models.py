@@ -18,10 +18,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from regbench.config import compose, options
 from regbench.errors import ConfigError
-from regbench.models.layers import DropPath, GaussianNoise
+from regbench.models.layers import TrainingNoise
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 YAMLS = [CONF / f"{option}.yaml" for option in options("model")]
@@ -44,7 +45,7 @@ RESIDUAL = {"resnet18", "wide_resnet"}
 NO_HIDDEN = {"logistic"}
 SHRINK = {"width": 8, "channels": 4, "widen_factor": 1}
 REGULARIZING = (nn.Dropout, nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
-                nn.modules.instancenorm._InstanceNorm, GaussianNoise, DropPath)
+                nn.modules.instancenorm._InstanceNorm, TrainingNoise, StochasticDepth)
 
 
 def ids(paths):
@@ -199,7 +200,7 @@ def test_dropout_and_noise_add_their_modules_and_randomness(path):
         options = dict(dropout=0.3, noise_std=0.1)
     model = build(path, shape, **options)
     assert has(model, nn.Dropout)
-    assert has(model, GaussianNoise) == ("noise_std" in options)
+    assert has(model, TrainingNoise) == ("noise_std" in options)
     x = torch.randn(4, *shape)
     with torch.no_grad():
         assert not torch.equal(model.train()(x), model(x))
@@ -214,7 +215,7 @@ def test_drop_path_only_where_there_are_residual_branches(path):
             build(path, shape, drop_path=0.2)
         return
     model = build(path, shape, drop_path=0.2)
-    rates = [m.p for m in model.modules() if isinstance(m, DropPath)]
+    rates = [m.p for m in model.modules() if isinstance(m, StochasticDepth)]
     # Huang et al.'s linear decay: the last block drops at the full rate, earlier ones less.
     assert rates == sorted(rates) and rates[-1] == pytest.approx(0.2) and rates[0] < 0.2
     model(torch.randn(4, *shape)).sum().backward()

@@ -11,11 +11,12 @@ import pytest
 import torch
 from helpers import compose, tiny
 from omegaconf import OmegaConf
+from torchvision.ops import StochasticDepth
 
 from regbench import build, checkpoint
 from regbench.config import CONFIG_DIR
 from regbench.errors import ConfigError
-from regbench.models.layers import DropPath, GaussianNoise
+from regbench.models.layers import TrainingNoise
 from regbench.train import train
 
 # The augmentations (image_augment, signal_augment, mixing) have their own catalog tests.
@@ -87,7 +88,7 @@ def test_baseline_has_no_regularization_anywhere():
     assert regs == [] and build.model_options(regs) == {}
     model = build.build_model(cfg.model, tuple(cfg.dataset.input_shape), cfg.dataset.num_classes, regs)
     kinds = (torch.nn.Dropout, torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm,
-             GaussianNoise, DropPath)
+             TrainingNoise, StochasticDepth)
     assert not [m for m in model.modules() if isinstance(m, kinds)]
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.modules())  # weight norm, weight noise
     assert cfg.trainer.early_stopping.patience is not None, "early stopping is a trainer option, on by default"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import compose
+from torchvision.ops import StochasticDepth
 
 from regbench import build
 from regbench.errors import ConfigError
-from regbench.models.layers import DropPath
 
 RESNET = ("dataset=digits", "model=resnet18", "model.width=4")
 
@@ -22,7 +22,7 @@ def built(*overrides):
 
 def test_branches_dropped_per_sample_at_linearly_rising_rates():
     model = built(*RESNET, "regularizer=[drop_path]", "regularizer.drop_path.p=0.4")
-    layers = [m for m in model.modules() if isinstance(m, DropPath)]
+    layers = [m for m in model.modules() if isinstance(m, StochasticDepth)]
     assert [m.p for m in layers] == pytest.approx([0.4 * i / 8 for i in range(1, 9)])  # Huang et al.'s linear rule
     seen = []
     for m in layers:
@@ -48,7 +48,7 @@ def test_identity_at_eval():
 
 def test_p_zero_builds_no_drop_path_layer():
     assert not [m for m in built(*RESNET, "regularizer=[drop_path]", "regularizer.drop_path.p=0").modules()
-                if isinstance(m, DropPath)]
+                if isinstance(m, StochasticDepth)]
 
 
 def test_models_without_residual_branches_refuse_it_at_build():
@@ -56,3 +56,21 @@ def test_models_without_residual_branches_refuse_it_at_build():
         built("model=mlp", "regularizer=[drop_path]")
     with pytest.raises(ConfigError, match=r"^regularizer\.drop_path\.p=1\.0 is out of range"):
         built(*RESNET, "regularizer=[drop_path]", "regularizer.drop_path.p=1.0")
+
+
+def test_the_layer_is_huang_et_al_per_sample_rule_under_the_same_draws():
+    """torchvision's StochasticDepth(p, "row") draws one Bernoulli(1 − p) per sample, as the rule below:
+    the same generator state gives the same dropped samples and the same rescaled survivors."""
+    p, x = 0.3, torch.randn(512, 4, 3, 3)
+    layer = [m for m in built(*RESNET, "regularizer=[drop_path]", f"regularizer.drop_path.p={p}").modules()
+             if isinstance(m, StochasticDepth)][-1]
+    assert layer.p == pytest.approx(p) and layer.mode == "row"
+    torch.manual_seed(1)
+    out = layer.train()(x)
+    torch.manual_seed(1)
+    keep = x.new_empty(len(x), 1, 1, 1).bernoulli_(1 - p)  # one draw per sample, nothing else
+    expected = x * keep / (1 - p)
+    assert torch.equal(out == 0, expected == 0)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=0)
+    assert 0.2 < (keep == 0).float().mean().item() < 0.4  # p of the samples dropped, not none or all
+    assert torch.equal(layer.eval()(x), x)

@@ -10,7 +10,7 @@ from torch import nn
 
 from regbench import build
 from regbench.errors import ConfigError
-from regbench.models.layers import GaussianNoise
+from regbench.models.layers import TrainingNoise
 
 
 def built(*overrides, setup=True):
@@ -28,7 +28,7 @@ def built(*overrides, setup=True):
 
 def test_hidden_activations_get_gaussian_noise_of_std_sigma():
     model, _ = built("model=mlp", "model.width=512", "regularizer=[noise]", "regularizer.noise.std=0.3")
-    layers = [m for m in model.modules() if isinstance(m, GaussianNoise)]
+    layers = [m for m in model.modules() if isinstance(m, TrainingNoise)]
     assert len(layers) == 2 and all(m.std == 0.3 for m in layers)
     seen = []
     for m in layers:
@@ -49,7 +49,7 @@ def test_activation_noise_is_off_at_eval_and_absent_at_zero():
         assert not torch.equal(model.train()(x), plain(x))
         assert torch.equal(model.eval()(x), plain(x))
     model, _ = built("model=mlp", "regularizer=[noise]", "regularizer.noise.std=0")
-    assert not [m for m in model.modules() if isinstance(m, GaussianNoise)]
+    assert not [m for m in model.modules() if isinstance(m, TrainingNoise)]
 
 
 def test_activation_noise_needs_hidden_units():
