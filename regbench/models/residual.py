@@ -102,3 +102,25 @@ def residual_trunk(c_in: int, stem_channels: int, widths: list[int], strides: li
         final = [layers.norm_layer(norm, channels, 2), layers.post_activation(act, noise_std=noise_std, dropout_p=0.0)]
     return nn.Sequential(nn.Sequential(*stem), *stages, *final), channels
 
+
+class ResidualNet(nn.Module):
+    """Input dropout → :func:`residual_trunk` → global mean pool → Linear: the body of resnet18 and wide_resnet.
+
+    Subclasses validate their own options, then pass the trunk's shape here. Global pooling
+    lets the net take any image size.
+    """
+
+    def __init__(self, c_in: int, num_classes: int, stem_channels: int, widths: list[int], strides: list[int],
+                 blocks_per_stage: int, *, preact: bool, activation: str, norm: str, dropout: float, input_dropout: float,
+                 noise_std: float, drop_path: float, init: str, init_gain: float | None):
+        super().__init__()
+        self.input_dropout = layers.dropout(input_dropout)
+        self.features, channels = residual_trunk(
+            c_in, stem_channels, widths, strides, blocks_per_stage=blocks_per_stage, preact=preact,
+            norm=norm, act=activation, noise_std=noise_std, dropout_p=dropout, drop_path=drop_path)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+        layers.finish(self, norm=norm, init=init, init_gain=init_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(self.input_dropout(x))).flatten(1))

@@ -10,16 +10,12 @@ reach the last stage as 1×1 maps, 28×28 MNIST as 4×4.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from regbench.errors import ConfigError, check_int
-from regbench.models import layers
 from regbench.models.common import check_options
-from regbench.models.residual import residual_trunk
+from regbench.models.residual import ResidualNet
 
 
-class ResNet18(nn.Module):
+class ResNet18(ResidualNet):
     """Input dropout → stem → 4 stages × 2 residual blocks → global mean pool → Linear.
 
     Standard ResNets use norm=batch; the default here is none so the baseline is unnormalized.
@@ -28,20 +24,11 @@ class ResNet18(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, width: int = 64, preact: bool = False,
                  activation: str = "relu", norm: str = "none", dropout: float = 0.0, input_dropout: float = 0.0,
                  noise_std: float = 0.0, drop_path: float = 0.0, init: str = "default", init_gain: float | None = None):
-        super().__init__()
-        c_in, _, _ = check_options("resnet18", in_shape, num_classes, activation=activation, norm=norm,
-                                   dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
-                                   drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2, residual=True)
+        options = dict(activation=activation, norm=norm, dropout=dropout, input_dropout=input_dropout,
+                       noise_std=noise_std, drop_path=drop_path, init=init, init_gain=init_gain)
+        c_in, _, _ = check_options("resnet18", in_shape, num_classes, input_rank=2, residual=True, **options)
         check_int("width", width, 1)
         if not isinstance(preact, bool):
             raise ConfigError(f"preact={preact!r} must be true or false")
-        self.input_dropout = layers.dropout(input_dropout)
-        self.features, channels = residual_trunk(
-            c_in, width, [width, 2 * width, 4 * width, 8 * width], [1, 2, 2, 2], blocks_per_stage=2, preact=preact,
-            norm=norm, act=activation, noise_std=noise_std, dropout_p=dropout, drop_path=drop_path)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(channels, num_classes)
-        layers.finish(self, norm=norm, init=init, init_gain=init_gain)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(self.input_dropout(x))).flatten(1))
+        super().__init__(c_in, num_classes, width, [width, 2 * width, 4 * width, 8 * width], [1, 2, 2, 2], 2,
+                         preact=preact, **options)

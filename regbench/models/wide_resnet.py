@@ -9,16 +9,12 @@ linear classifier. The paper's dropout sits between the two convs of each block 
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from regbench.errors import ConfigError, check_int
-from regbench.models import layers
 from regbench.models.common import check_options
-from regbench.models.residual import residual_trunk
+from regbench.models.residual import ResidualNet
 
 
-class WideResNet(nn.Module):
+class WideResNet(ResidualNet):
     """Input dropout → stem → 3 stages × n pre-activation blocks → norm-act → global mean pool → Linear.
 
     The paper trains with batch norm; the default here is none so the baseline is unnormalized.
@@ -27,23 +23,14 @@ class WideResNet(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, depth: int = 16, widen_factor: int = 4,
                  activation: str = "relu", norm: str = "none", dropout: float = 0.0, input_dropout: float = 0.0,
                  noise_std: float = 0.0, drop_path: float = 0.0, init: str = "default", init_gain: float | None = None):
-        super().__init__()
-        c_in, _, _ = check_options("wide_resnet", in_shape, num_classes, activation=activation, norm=norm,
-                                   dropout=dropout, input_dropout=input_dropout, noise_std=noise_std,
-                                   drop_path=drop_path, init=init, init_gain=init_gain, input_rank=2, residual=True)
+        options = dict(activation=activation, norm=norm, dropout=dropout, input_dropout=input_dropout,
+                       noise_std=noise_std, drop_path=drop_path, init=init, init_gain=init_gain)
+        c_in, _, _ = check_options("wide_resnet", in_shape, num_classes, input_rank=2, residual=True, **options)
         check_int("depth", depth, 10)
         check_int("widen_factor", widen_factor, 1)
         if (depth - 4) % 6:
             raise ConfigError(f"depth={depth} must be 6n+4 (10, 16, 22, 28, 40, ...): two convs per block, "
                               f"three stages, plus stem and classifier")
         k = widen_factor
-        self.input_dropout = layers.dropout(input_dropout)
-        self.features, channels = residual_trunk(
-            c_in, 16, [16 * k, 32 * k, 64 * k], [1, 2, 2], blocks_per_stage=(depth - 4) // 6, preact=True,
-            norm=norm, act=activation, noise_std=noise_std, dropout_p=dropout, drop_path=drop_path)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(channels, num_classes)
-        layers.finish(self, norm=norm, init=init, init_gain=init_gain)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(self.input_dropout(x))).flatten(1))
+        super().__init__(c_in, num_classes, 16, [16 * k, 32 * k, 64 * k], [1, 2, 2], (depth - 4) // 6,
+                         preact=True, **options)
