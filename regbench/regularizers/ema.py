@@ -58,11 +58,15 @@ class EMA(Regularizer):
         if self.decay == 0:
             return
         shadow = self._shadow().state_dict()
+        averaged, current = [], []
         for key, value in model.state_dict().items():
             if value.dtype.is_floating_point:
-                shadow[key].lerp_(value, 1.0 - self.decay)  # s + (1 − d)(w − s) = d·s + (1 − d)·w
+                averaged.append(shadow[key])
+                current.append(value)
             else:
                 shadow[key].copy_(value)
+        # One fused call over all float tensors (as timm's ModelEmaV3): s + (1 − d)(w − s) = d·s + (1 − d)·w.
+        torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
         self.updates += 1
 
     def eval_model(self, model):
