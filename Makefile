@@ -9,9 +9,9 @@ else
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install run test test-slow test-all bench clean
+.PHONY: install help lint run test test-slow test-all bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test and launcher extras (what `make` alone does)
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,20 +20,26 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[test,launchers]"
 	touch $@
 
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 12
+
+lint: install  ## ruff check (rules in pyproject.toml)
+	$(VENV)/bin/ruff check regbench tests benchmarks
+
 run: install  ## train the default configuration: cnn1d on MNIST-1D, generated locally
 	$(VENV)/bin/regbench run
 
 test: install  ## the suite, without the slow end-to-end checks (those run in `make test-slow` and in CI)
 	$(PY) -m pytest -m "not slow" -q
 
-test-slow: install
+test-slow: install  ## only the slow end-to-end checks
 	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no test is marked slow
 
-test-all: install
+test-all: install  ## the whole suite, slow checks included
 	$(PY) -m pytest -q
 
 bench: install  ## regbench's loop against a bare PyTorch loop, same process
 	$(PY) benchmarks/overhead.py
 
-clean:
+clean:  ## remove .venv and build artifacts
 	rm -rf $(VENV) build dist *.egg-info
