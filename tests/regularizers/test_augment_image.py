@@ -76,7 +76,8 @@ def test_rotation_keeps_the_centre_of_a_smooth_image():
     x = torch.ones(32, 1, 9, 9)
     out, _ = RandomRotation(degrees=45).transform_batch(x, None)
     assert torch.allclose(out[:, :, 4, 4], torch.ones(32, 1), atol=1e-5)
-    assert (out[:, :, 0, 0] < 1).sum() > 0, "corners leave the frame and are filled with the mean"
+    # Any turn moves a corner's source point outside the frame, where the fill is 0 (the mean).
+    assert (out[:, :, 0, 0] < 1 - 1e-3).float().mean() > 0.9, "corners leave the frame and are filled with the mean"
 
 
 def test_colour_jitter_shifts_brightness_within_range():

@@ -6,6 +6,7 @@ penalty → backward → before_step → step.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from helpers import tiny
 
@@ -70,3 +71,72 @@ def test_biases_are_not_penalized(tmp_path):
     for reg in regs:
         reg.setup(model, input_shape=(1, 40), num_classes=10)
         assert reg.covered == ["hidden.0.0.weight", "hidden.1.0.weight", "classifier.weight"]
+
+
+@pytest.mark.parametrize("exclude_bias_and_norm", [True, False])
+def test_weight_decay_with_adam_is_torch_adamw_step_for_step(exclude_bias_and_norm):
+    """penalties.WeightDecay claims optimizer=adam + regularizer=[weight_decay] is AdamW: check it against
+    torch.optim.AdamW, with the model, optimizer and regularizer from regbench's builders and the hooks in
+    train.train_epoch's order. AdamW decays every tensor it is given, so the excluded ones (biases, norm
+    gains) go in a group with weight_decay=0."""
+    import copy
+
+    import torch.nn.functional as F
+    from helpers import compose
+
+    from regbench import build
+
+    lam = 0.1  # large, so that decay moves the weights far more than the tolerance
+    cfg = compose("model=mlp", "model.norm=layer", "optimizer=adam", "regularizer=[weight_decay]",
+                  f"regularizer.weight_decay.strength={lam}",
+                  f"regularizer.weight_decay.exclude_bias_and_norm={str(exclude_bias_and_norm).lower()}")
+    shape, classes = tuple(cfg.dataset.input_shape), cfg.dataset.num_classes
+    regs = build.build_regularizers(cfg.regularizer)
+    torch.manual_seed(0)
+    model = build.build_model(cfg.model, shape, classes, regs)
+    for reg in regs:
+        reg.setup(model, input_shape=shape, num_classes=classes)
+    (wd,) = regs
+    reference, undecayed = copy.deepcopy(model), copy.deepcopy(model)
+    optimizer = build.build_optimizer(cfg.optimizer, model)
+    assert type(optimizer) is torch.optim.Adam
+
+    decayed_names = set(wd.covered)
+    assert any(n not in decayed_names for n, _ in model.named_parameters()) == exclude_bias_and_norm
+    groups = [{"params": [p for n, p in reference.named_parameters() if n in decayed_names], "weight_decay": lam},
+              {"params": [p for n, p in reference.named_parameters() if n not in decayed_names], "weight_decay": 0.0}]
+    adam = dict(lr=cfg.optimizer.lr, betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps)
+    adamw = torch.optim.AdamW([g for g in groups if g["params"]], **adam)
+    plain = torch.optim.Adam(undecayed.parameters(), **adam)
+
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        x, y = torch.randn(32, *shape, generator=gen), torch.randint(classes, (32,), generator=gen)
+        # regbench's step, hooks in train_epoch's order
+        xb, yb = x, y
+        for reg in regs:
+            xb, yb = reg.transform_batch(xb, yb)
+        total = F.cross_entropy(model(xb), yb)
+        for reg in regs:
+            term = reg.penalty(model)
+            total = total if term is None else total + term
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for reg in regs:
+            reg.after_backward(model)
+        for reg in regs:
+            reg.before_step(model, optimizer)
+        optimizer.step()
+        for reg in regs:
+            reg.after_step(model)
+        # the same batch through torch's AdamW, and through Adam without any decay
+        for net, opt in ((reference, adamw), (undecayed, plain)):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+
+    ours, theirs, free = (dict(m.named_parameters()) for m in (model, reference, undecayed))
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], msg=lambda m, name=name: f"{name}: {m}")
+    moved = max((ours[n] - free[n]).abs().max().item() for n in decayed_names)
+    assert moved > 1e-3, "the decay must move the weights, or the comparison says nothing"
