@@ -49,7 +49,8 @@ def run_job(cfg: DictConfig) -> dict | float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from regbench.train import RESULT_FILE, train, write_json_atomic
+    from regbench.files import write_json
+    from regbench.train import RESULT_FILE, train
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -65,7 +66,7 @@ def run_job(cfg: DictConfig) -> dict | float:
             log.error("job failed:\n%s", traceback.format_exc())
             result = {"status": "failed", "run_id": run_id(cfg), "seed": cfg.seed, "name": cfg.name,
                       "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task)}
-            write_json_atomic(run_dir / RESULT_FILE, result)
+            write_json(run_dir / RESULT_FILE, result)
     JOB_STATUSES.append((str(run_dir), result["status"]))
     if not multirun:
         from regbench.console import print_result

@@ -1,4 +1,4 @@
-"""The one place that turns config nodes into objects: data, model, regularizers, optimizer, schedule.
+"""The one place that turns config nodes into objects: data, model, regularizers, optimizer, schedule, logger.
 
 Each builder checks its own keys and raises :class:`ConfigError` naming the full key, so
 :func:`check` can validate a whole configuration before anything is written or trained.
@@ -6,7 +6,6 @@ Each builder checks its own keys and raises :class:`ConfigError` naming the full
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import torch
@@ -17,13 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.config import one_line
 from regbench.data.base import DataSplits, prepare
 from regbench.data.corruption import INPUT_CORRUPTIONS
-from regbench.errors import ConfigError, UserError, check_choice, check_range
+from regbench.errors import ConfigError, UserError, check_choice, check_int, check_range
 from regbench.regularizers.base import Regularizer
+from regbench.schedules import Schedule
 
 # Keys every dataset config has, consumed by regbench.data.base.prepare; the rest go to its loader.
 DATA_KEYS = ("name", "input_shape", "num_classes", "val_fraction", "n_train", "label_noise",
              "input_corruption", "normalize", "split_seed", "corruption_seed")
-SCHEDULES = ("constant", "step", "cosine", "exponential")
 MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
 
@@ -74,7 +73,7 @@ def check_data(cfg_data: DictConfig) -> None:
         check_range("label_noise", d.label_noise, 0, 1)
         check_choice("input_corruption", d.input_corruption, INPUT_CORRUPTIONS)
         if d.n_train is not None:
-            _check_int("n_train", d.n_train, 1)
+            check_int("n_train", d.n_train, 1)
     try:
         loader = get_method(d._target_)
     except Exception:
@@ -150,61 +149,41 @@ def build_optimizer(cfg_opt: DictConfig, model: torch.nn.Module) -> torch.optim.
 
 
 def build_scheduler(cfg_sched: DictConfig, optimizer, steps_per_epoch: int, max_epochs: int):
-    """A per-step LambdaLR: linear warmup over ``warmup_epochs`` then the named schedule.
-
-    One LambdaLR keeps the schedule a pure function of the step, so resuming restores it exactly.
-    """
-    s = cfg_sched
-    check_schedule(s)
-    warmup = s.get("warmup_epochs", 0) * steps_per_epoch
-    total = max_epochs * steps_per_epoch
-    base_lr = optimizer.param_groups[0]["lr"]
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        epoch = step // steps_per_epoch
-        if s.name == "step":
-            return s.gamma ** (epoch // s.step_size)
-        if s.name == "exponential":
-            return s.gamma ** epoch
-        if s.name == "cosine":
-            t = (step - warmup) / max(1, total - warmup)
-            floor = s.min_lr / base_lr
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        return 1.0
-
-    if s.name == "constant" and warmup == 0:
-        return None  # a constant rate needs no per-step call: the bare loop's speed
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """The per-step LambdaLR of ``scheduler=<name>`` (None for a constant rate: no per-step call)."""
+    return build_schedule(cfg_sched).lr_scheduler(optimizer, steps_per_epoch, max_epochs)
 
 
-def check_schedule(s: DictConfig) -> None:
+def build_schedule(cfg_sched: DictConfig) -> Schedule:
     with config_key("scheduler"):
-        check_choice("name", s.name, SCHEDULES)
-        _check_int("warmup_epochs", s.get("warmup_epochs", 0), 0)
-        if s.name in ("step", "exponential"):
-            check_range("gamma", s.gamma, 0, 1, low_inclusive=False)
-        if s.name == "step":
-            _check_int("step_size", s.step_size, 1)
-        if s.name == "cosine":
-            check_range("min_lr", s.min_lr, 0)
+        schedule = instantiate(cfg_sched)
+    if not isinstance(schedule, Schedule):
+        raise ConfigError(f"scheduler._target_ must build a regbench.schedules.Schedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def build_logger(cfg_logger: DictConfig):
+    """The tracker of ``logger=<name>``: an object with start, log and finish (regbench.loggers)."""
+    with config_key("logger"):
+        logger = instantiate(cfg_logger, _convert_="all")
+    if not all(callable(getattr(logger, m, None)) for m in ("start", "log", "finish")):
+        raise ConfigError(f"logger._target_ must build a logger with start, log and finish, got {type(logger).__name__}")
+    return logger
 
 
 # ------------------------------------------------------------------------------------ the whole
 
 def check_trainer(t: DictConfig) -> None:
     with config_key("trainer"):
-        _check_int("max_epochs", t.max_epochs, 1)
-        _check_int("batch_size", t.batch_size, 1)
-        _check_int("eval_batch_size", t.eval_batch_size, 1)
+        check_int("max_epochs", t.max_epochs, 1)
+        check_int("batch_size", t.batch_size, 1)
+        check_int("eval_batch_size", t.eval_batch_size, 1)
         es = t.early_stopping
         check_choice("early_stopping.monitor", es.monitor, MONITORS)
         if es.patience is not None:
-            _check_int("early_stopping.patience", es.patience, 0)
+            check_int("early_stopping.patience", es.patience, 0)
         check_range("early_stopping.min_delta", es.min_delta, 0)
         if t.num_threads is not None:
-            _check_int("num_threads", t.num_threads, 1)
+            check_int("num_threads", t.num_threads, 1)
         check_choice("progress", t.progress, ("auto", True, False))
     if not (t.device == "auto" or str(t.device).split(":")[0] in ("cpu", "cuda", "mps")):
         raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
@@ -212,7 +191,7 @@ def check_trainer(t: DictConfig) -> None:
 
 def check_run(cfg: DictConfig) -> None:
     """The cheap checks of a composed configuration: seed and trainer keys."""
-    _check_int("seed", cfg.seed, 0)
+    check_int("seed", cfg.seed, 0)
     check_trainer(cfg.trainer)
 
 
@@ -221,9 +200,8 @@ def check(cfg: DictConfig) -> None:
     check_run(cfg)
     resolve_device(cfg.trainer.device)
     check_data(cfg.dataset)
-    check_schedule(cfg.scheduler)
-    if cfg.logger.name == "wandb":
-        check_choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
+    build_schedule(cfg.scheduler)
+    build_logger(cfg.logger)
     regs = build_regularizers(cfg.get("regularizer"))
     shape, k = tuple(cfg.dataset.input_shape), cfg.dataset.num_classes
     for reg in regs:
@@ -237,8 +215,3 @@ def check(cfg: DictConfig) -> None:
     except Exception as e:
         raise ConfigError(f"optimizer: {e}") from None
 
-
-def _check_int(key: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}={value!r} must be a whole number ≥ {low}")
-    check_range(key, value, low)

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from regbench.files import write_atomic
+
 
 def save_atomic(obj, path: Path) -> None:
-    """Write to a temporary file, fsync it, then rename over ``path``: a reader sees the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """Save durably and atomically: after a kill at any instant, ``path`` holds the old checkpoint or the new one."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=True)
 
 
 def load(path: Path, map_location="cpu"):

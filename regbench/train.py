@@ -13,8 +13,8 @@ import json
 import logging
 import math
 import os
-import subprocess
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,9 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import regbench
 from regbench import build, checkpoint
-from regbench.errors import UserError
 from regbench.config import run_id, to_container
-from regbench.loggers import build_logger
+from regbench.data.base import DataSplits
+from regbench.errors import UserError
+from regbench.files import git_commit, write_json, write_jsonl
+from regbench.regularizers.base import Regularizer
 
 log = logging.getLogger("regbench")
 
@@ -80,7 +82,60 @@ def read_result(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+HOOKS = ("transform_batch", "penalty", "after_backward", "before_step", "after_step", "eval_model")
+
+
+@dataclass
+class RunState:
+    """Where a run is: everything besides the objects' own state that a checkpoint restores."""
+
+    run_id: str
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)  # one row per epoch, as in metrics.jsonl
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    status: str = "running"  # running → stopped (early) | diverged; the result says completed or diverged
+    logger_id: str | None = None
+
+
+@dataclass
+class Run:
+    """What one run trains with, built from its config: the objects the loop calls, and where it writes."""
+
+    cfg: DictConfig
+    run_dir: Path
+    data: DataSplits
+    model: torch.nn.Module
+    regs: list[Regularizer]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    stopper: EarlyStopping
+    batch_size: int
+    steps_per_epoch: int
+    hooks: dict[str, list[Regularizer]] = field(init=False)  # the regularizers overriding each hook, in list order
+
+    def __post_init__(self):
+        self.hooks = {h: [r for r in self.regs if r.overrides(h)] for h in HOOKS}
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    def eval_model(self) -> torch.nn.Module:
+        """The model evaluation sees (EMA swaps in its averaged weights)."""
+        m = self.model
+        for reg in self.hooks["eval_model"]:
+            m = reg.eval_model(m)
+        return m
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train one configuration in ``run_dir`` (resuming its checkpoint) and return its result."""
     run_dir = Path(run_dir)
     rid = run_id(cfg)
     previous = read_result(run_dir)
@@ -92,6 +147,55 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         log.info("%s: already %s, not retrained", run_dir, previous["status"])
         return {**previous, "skipped": True}
 
+    run = build_run(cfg, run_dir)
+    state = resume(run) if cfg.resume and run.last_path.exists() else RunState(rid)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(to_container(cfg)))
+    write_jsonl(run_dir / METRICS_FILE, state.history)  # a resumed run's file matches its checkpoint
+    for reg in run.regs:
+        log.info("regularizer %s", reg.describe())
+
+    logger = build.build_logger(cfg.logger)
+    result = {"status": "failed", "run_id": rid}
+    try:
+        resumed_id = state.logger_id
+        logger.start(run_dir=run_dir, config=to_container(cfg), group=cfg.name, name=run_dir.name,
+                     tags=[r.name for r in run.regs] or ["baseline"], resume_id=resumed_id)
+        state.logger_id = logger.run_id
+        if resumed_id is None:  # a tracker that has not seen the epochs already run gets them now
+            for row in state.history:
+                logger.log(row)
+
+        max_epochs = cfg.trainer.max_epochs
+        wall_start = time.perf_counter() - state.wall_seconds
+        with _progress(cfg.trainer.progress, max_epochs) as progress:
+            task = progress.add_task("train", total=max_epochs, completed=state.epoch, metrics="") if progress else None
+            while state.status == "running" and state.epoch < max_epochs:
+                epoch_start = time.perf_counter()
+                running_loss = train_epoch(run, state)
+                state.train_seconds += time.perf_counter() - epoch_start
+                row = evaluate_and_select(run, state, running_loss)
+                row["seconds"] = round(time.perf_counter() - wall_start, 3)
+                state.history.append(_finite(row))
+                state.wall_seconds = time.perf_counter() - wall_start
+                save_checkpoint(run, state)  # first the checkpoint, then the logs: a kill in between loses no state
+                _append_jsonl(run_dir / METRICS_FILE, state.history[-1])
+                logger.log(state.history[-1])
+                log.info(_format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
+                if progress:
+                    progress.update(task, completed=state.epoch, metrics=_short(row))
+
+        result = finish(run, state)
+    except BaseException as e:
+        result = {**result, "error": f"{type(e).__name__}: {e}"}
+        raise
+    finally:
+        logger.finish(result)
+    return result
+
+
+def build_run(cfg: DictConfig, run_dir: Path) -> Run:
+    """Device, data, regularizers, model, optimizer, schedule and early stopping, seeded as a solo run is."""
     t = cfg.trainer
     device = build.resolve_device(t.device)
     if t.num_threads:
@@ -109,197 +213,137 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         reg.check(data.input_shape, data.num_classes)
         reg.setup(model, input_shape=data.input_shape, num_classes=data.num_classes)
     optimizer = build.build_optimizer(cfg.optimizer, model)
-    n_train, batch_size = len(data.x_train), min(t.batch_size, len(data.x_train))
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    batch_size = min(t.batch_size, len(data.x_train))
+    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     scheduler = build.build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, t.max_epochs)
     stopper = EarlyStopping(t.early_stopping.monitor, t.early_stopping.patience, t.early_stopping.min_delta)
-
-    ckpt_dir = run_dir / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    state = {"epoch": 0, "step": 0, "history": [], "train_seconds": 0.0, "wall_seconds": 0.0,
-             "status": "running", "logger_id": None, "run_id": rid}
-    if cfg.resume and last_path.exists():
-        ckpt = checkpoint.load(last_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        for reg in regs:
-            reg.load_state_dict(ckpt["regularizers"].get(reg.name, {}))
-        stopper.load_state_dict(ckpt["early_stopping"])
-        checkpoint.set_rng_state(ckpt["rng"])
-        state = ckpt["state"]
-        log.info("resuming %s from epoch %d (step %d)", run_dir, state["epoch"], state["step"])
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(to_container(cfg)))
-    _write_jsonl(run_dir / METRICS_FILE, state["history"])  # a resumed run's file matches its checkpoint
-
-    names = [r.name for r in regs]
-    for reg in regs:
-        log.info("regularizer %s", reg.describe())
-    logger = build_logger(cfg.logger)
-    result = {"status": "failed", "run_id": rid}
-    try:
-        resumed_id = state["logger_id"]
-        logger.start(run_dir=run_dir, config=to_container(cfg), group=cfg.name, name=run_dir.name,
-                     tags=names or ["baseline"], resume_id=resumed_id)
-        state["logger_id"] = logger.run_id
-        if resumed_id is None:  # a tracker that has not seen the epochs already run gets them now
-            for row in state["history"]:
-                logger.log(row)
-
-        hooks = {h: [r for r in regs if r.overrides(h)]
-                 for h in ("transform_batch", "penalty", "after_backward", "before_step", "after_step", "eval_model")}
-
-        def eval_model():
-            m = model
-            for reg in hooks["eval_model"]:
-                m = reg.eval_model(m)
-            return m
-
-        def save_checkpoint():
-            checkpoint.save_atomic({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
-                "regularizers": {r.name: r.state_dict() for r in regs}, "early_stopping": stopper.state_dict(),
-                "rng": checkpoint.rng_state(), "state": state,
-            }, last_path)
-
-        progress = _progress(t.progress, t.max_epochs, state["epoch"])
-        x_train, y_train = data.x_train, data.y_train
-        wall_start = time.perf_counter() - state["wall_seconds"]
-        with progress:
-            task = progress.add_task("train", total=t.max_epochs, completed=state["epoch"], metrics="") if progress else None
-            while state["status"] == "running" and state["epoch"] < t.max_epochs:
-                # ---- one epoch of training
-                model.train()
-                epoch_start = time.perf_counter()
-                loss_sum = torch.zeros((), device=device)
-                perm = torch.randperm(n_train, device=device)
-                for i in range(steps_per_epoch):
-                    idx = perm[i * batch_size:(i + 1) * batch_size]
-                    if len(idx) < 2 and i > 0:
-                        continue  # a 1-example remainder batch would break BatchNorm and adds nothing
-                    x, y = x_train[idx], y_train[idx]
-                    for reg in hooks["transform_batch"]:
-                        x, y = reg.transform_batch(x, y)
-                    loss = F.cross_entropy(model(x), y)  # y: class indices, or probability rows after mixup/smoothing
-                    total = loss
-                    for reg in hooks["penalty"]:
-                        total = total + reg.penalty(model)
-                    optimizer.zero_grad(set_to_none=True)
-                    total.backward()
-                    for reg in hooks["after_backward"]:
-                        reg.after_backward(model)
-                    for reg in hooks["before_step"]:
-                        reg.before_step(model, optimizer)
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    for reg in hooks["after_step"]:
-                        reg.after_step(model)
-                    loss_sum += loss.detach()
-                    state["step"] += 1
-                state["epoch"] += 1
-                state["train_seconds"] += time.perf_counter() - epoch_start
-
-                # ---- evaluate, select, stop
-                running_loss = loss_sum.item() / steps_per_epoch
-                if not math.isfinite(running_loss):
-                    state["status"] = "diverged"
-                    log.warning("epoch %d: training loss is not finite: diverged", state["epoch"])
-                    row = {"epoch": state["epoch"], "step": state["step"], "train_loss": None, "train_acc": None,
-                           "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"],
-                           "seconds": round(time.perf_counter() - wall_start, 3)}
-                else:
-                    m = eval_model()
-                    train_loss, train_acc = evaluate(m, x_train, y_train, t.eval_batch_size)
-                    val_loss, val_acc = evaluate(m, data.x_val, data.y_val, t.eval_batch_size)
-                    row = {"epoch": state["epoch"], "step": state["step"], "train_loss": train_loss, "train_acc": train_acc,
-                           "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                           "seconds": round(time.perf_counter() - wall_start, 3)}
-                    if stopper.update(row[stopper.monitor], state["epoch"]):
-                        checkpoint.save_atomic({"model": model.state_dict(), "epoch": state["epoch"],
-                                                "regularizers": {r.name: r.state_dict() for r in regs}}, best_path)
-                    if stopper.should_stop:
-                        state["status"] = "stopped"
-                        log.info("early stopping at epoch %d: best %s at epoch %d", state["epoch"],
-                                 stopper.monitor, stopper.best_epoch)
-                state["history"].append(_finite(row))
-                state["wall_seconds"] = time.perf_counter() - wall_start
-                save_checkpoint()  # first the checkpoint, then the logs: a kill in between loses no state
-                _append_jsonl(run_dir / METRICS_FILE, state["history"][-1])
-                logger.log(state["history"][-1])
-                log.info(_format_row(state["history"][-1], t.max_epochs), extra={"epoch_line": True})
-                if progress:
-                    progress.update(task, completed=state["epoch"], metrics=_short(row))
-
-        result = _finish(cfg, run_dir, rid, model, regs, data, stopper, state, best_path, eval_model, names)
-    except BaseException as e:
-        result = {**result, "error": f"{type(e).__name__}: {e}"}
-        raise
-    finally:
-        logger.finish(result)
-    return result
+    return Run(cfg, run_dir, data, model, regs, optimizer, scheduler, stopper, batch_size, steps_per_epoch)
 
 
-def _finish(cfg, run_dir, rid, model, regs, data, stopper, state, best_path, eval_model, names) -> dict:
+def resume(run: Run) -> RunState:
+    """Restore every object and random generator from ``checkpoints/last.pt``."""
+    ckpt = checkpoint.load(run.last_path, map_location=run.data.x_train.device)
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+    for reg in run.regs:
+        reg.load_state_dict(ckpt["regularizers"].get(reg.name, {}))
+    run.stopper.load_state_dict(ckpt["early_stopping"])
+    checkpoint.set_rng_state(ckpt["rng"])
+    state = RunState(**ckpt["state"])
+    log.info("resuming %s from epoch %d (step %d)", run.run_dir, state.epoch, state.step)
+    return state
+
+
+def train_epoch(run: Run, state: RunState) -> float:
+    """One pass over the training split in a fresh random order; the mean training loss (inf if it diverged)."""
+    model, optimizer, hooks, data = run.model, run.optimizer, run.hooks, run.data
+    model.train()
+    loss_sum = torch.zeros((), device=data.x_train.device)
+    perm = torch.randperm(len(data.x_train), device=data.x_train.device)
+    for i in range(run.steps_per_epoch):
+        idx = perm[i * run.batch_size:(i + 1) * run.batch_size]
+        if len(idx) < 2 and i > 0:
+            continue  # a 1-example remainder batch would break BatchNorm and adds nothing
+        x, y = data.x_train[idx], data.y_train[idx]
+        for reg in hooks["transform_batch"]:
+            x, y = reg.transform_batch(x, y)
+        loss = F.cross_entropy(model(x), y)  # y: class indices, or probability rows after mixup/smoothing
+        total = loss
+        for reg in hooks["penalty"]:
+            total = total + reg.penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for reg in hooks["after_backward"]:
+            reg.after_backward(model)
+        for reg in hooks["before_step"]:
+            reg.before_step(model, optimizer)
+        optimizer.step()
+        if run.scheduler is not None:
+            run.scheduler.step()
+        for reg in hooks["after_step"]:
+            reg.after_step(model)
+        loss_sum += loss.detach()
+        state.step += 1
+    state.epoch += 1
+    return loss_sum.item() / run.steps_per_epoch
+
+
+def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
+    """The epoch's metrics row; keeps the best checkpoint and decides whether the run stops or diverged."""
+    row = {"epoch": state.epoch, "step": state.step, "train_loss": None, "train_acc": None,
+           "val_loss": None, "val_acc": None, "lr": run.optimizer.param_groups[0]["lr"]}
+    if not math.isfinite(running_loss):
+        state.status = "diverged"
+        log.warning("epoch %d: training loss is not finite: diverged", state.epoch)
+        return row
+    m, data, batch = run.eval_model(), run.data, run.cfg.trainer.eval_batch_size
+    row["train_loss"], row["train_acc"] = evaluate(m, data.x_train, data.y_train, batch)
+    row["val_loss"], row["val_acc"] = evaluate(m, data.x_val, data.y_val, batch)
+    stopper = run.stopper
+    if stopper.update(row[stopper.monitor], state.epoch):
+        checkpoint.save_atomic({"model": run.model.state_dict(), "epoch": state.epoch,
+                                "regularizers": {r.name: r.state_dict() for r in run.regs}}, run.best_path)
+    if stopper.should_stop:
+        state.status = "stopped"
+        log.info("early stopping at epoch %d: best %s at epoch %d", state.epoch, stopper.monitor, stopper.best_epoch)
+    return row
+
+
+def save_checkpoint(run: Run, state: RunState) -> None:
+    checkpoint.save_atomic({
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+        "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
+        "rng": checkpoint.rng_state(), "state": asdict(state),
+    }, run.last_path)
+
+
+def finish(run: Run, state: RunState) -> dict:
     """Evaluate the selected checkpoint once on every split (the test split only here) and write result.json."""
-    t = cfg.trainer
-    use_best = t.early_stopping.patience is not None and best_path.exists() and state["status"] != "diverged"
+    cfg, data = run.cfg, run.data
+    diverged = state.status == "diverged"
+    use_best = cfg.trainer.early_stopping.patience is not None and run.best_path.exists() and not diverged
     if use_best:
-        best = checkpoint.load(best_path, map_location=data.x_train.device)
-        model.load_state_dict(best["model"])
-        for reg in regs:
+        best = checkpoint.load(run.best_path, map_location=data.x_train.device)
+        run.model.load_state_dict(best["model"])
+        for reg in run.regs:
             reg.load_state_dict(best["regularizers"].get(reg.name, {}))
-    metrics = {}
-    if state["status"] != "diverged":
-        m = eval_model()
+    metrics = {f"{s}_{m}": None for s in ("train", "val", "test") for m in ("loss", "acc")}
+    if not diverged:
+        m = run.eval_model()
         for split in ("train", "val", "test"):
-            loss, acc = evaluate(m, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), t.eval_batch_size)
-            metrics.update({f"{split}_loss": loss, f"{split}_acc": acc})
-    else:
-        metrics = {f"{s}_{m}": None for s in ("train", "val", "test") for m in ("loss", "acc")}
+            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+            metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(m, x, y, cfg.trainer.eval_batch_size)
     result = {
-        "status": "diverged" if state["status"] == "diverged" else "completed",
+        "status": "diverged" if diverged else "completed",
         **metrics,
-        "best_epoch": stopper.best_epoch if use_best else state["epoch"],
+        "best_epoch": run.stopper.best_epoch if use_best else state.epoch,
         "selected": "best" if use_best else "last",
-        "epochs_run": state["epoch"],
-        "steps": state["step"],
-        "wall_time_s": round(state["wall_seconds"], 3),
-        "train_time_s": round(state["train_seconds"], 3),
-        "steps_per_s": round(state["step"] / state["train_seconds"], 2) if state["train_seconds"] > 0 else None,
+        "epochs_run": state.epoch,
+        "steps": state.step,
+        "wall_time_s": round(state.wall_seconds, 3),
+        "train_time_s": round(state.train_seconds, 3),
+        "steps_per_s": round(state.step / state.train_seconds, 2) if state.train_seconds > 0 else None,
         "seed": cfg.seed,
-        "run_id": rid,
+        "run_id": state.run_id,
         "name": cfg.name,
-        "regularizers": names,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "regularizers": [r.name for r in run.regs],
+        "num_params": sum(p.numel() for p in run.model.parameters()),
         "data": data.info,
         "device": str(data.x_train.device),
         "regbench_version": regbench.__version__,
-        "git_commit": _git_commit(),
-        "logger_id": state["logger_id"],
+        "git_commit": git_commit(),
+        "logger_id": state.logger_id,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json_atomic(run_dir / RESULT_FILE, result)
+    write_json(run.run_dir / RESULT_FILE, result)
     return result
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _finite(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -330,7 +374,7 @@ class _NoProgress:
         return False
 
 
-def _progress(setting, max_epochs: int, start: int):
+def _progress(setting, max_epochs: int):
     import sys
 
     show = sys.stderr.isatty() if setting == "auto" else bool(setting)
@@ -344,17 +388,3 @@ def _progress(setting, max_epochs: int, start: int):
 
     return Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                     TextColumn("{task.fields[metrics]}"), transient=False)
-
-
-_GIT = None
-
-
-def _git_commit() -> str | None:
-    global _GIT
-    if _GIT is None:
-        try:
-            _GIT = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                  text=True, timeout=5).stdout.strip() or ""
-        except Exception:
-            _GIT = ""
-    return _GIT or None

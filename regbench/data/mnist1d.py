@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from regbench.data.base import RawData
+from regbench.files import write_atomic
 
 
 def cache_dir() -> Path:
@@ -42,11 +43,14 @@ def _generate(args: dict, path: Path) -> None:
         d = make_dataset(_ObjectView(full))
     finally:
         np.random.set_state(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, x=d["x"].astype(np.float32), y=d["y"].astype(np.int64),
-             x_test=d["x_test"].astype(np.float32), y_test=d["y_test"].astype(np.int64))
-    os.replace(tmp, path)  # atomic: parallel jobs may generate the same file at once
+    arrays = {"x": d["x"].astype(np.float32), "y": d["y"].astype(np.int64),
+              "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64)}
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a path
+            np.savez(f, **arrays)
+
+    write_atomic(path, save)  # parallel jobs may generate the same file at once
 
 
 class _ObjectView:

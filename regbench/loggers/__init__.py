@@ -1,6 +1,7 @@
 """Experiment trackers. Local files (metrics.jsonl, result.json, the log) are always written by the
 trainer; a logger here mirrors them to a tracking service. Add one by writing a class with
-``start``, ``log`` and ``finish`` and a ``conf/logger/<name>.yaml`` naming it."""
+``start``, ``log`` and ``finish`` (see :class:`NullLogger`) and a ``conf/logger/<name>.yaml`` whose
+``_target_`` names it."""
 
 from __future__ import annotations
 
@@ -18,12 +19,3 @@ class NullLogger:
 
     def finish(self, result: dict) -> None:
         pass
-
-
-def build_logger(cfg_logger):
-    if cfg_logger.name == "wandb":
-        from regbench.loggers.wandb import WandbLogger
-
-        return WandbLogger(project=cfg_logger.project, mode=cfg_logger.mode, entity=cfg_logger.entity,
-                           extra_tags=list(cfg_logger.tags))
-    return NullLogger()

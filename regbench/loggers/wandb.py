@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import os
 
+from regbench.errors import check_choice
+
+
+MODES = ("offline", "online", "disabled")
+
 
 class WandbLogger:
-    def __init__(self, project: str, mode: str = "offline", entity: str | None = None, extra_tags=()):
-        self.project, self.entity, self.extra_tags = project, entity, list(extra_tags)
+    def __init__(self, project: str = "regbench", mode: str = "offline", entity: str | None = None, tags=()):
+        check_choice("mode", mode, MODES)
+        self.project, self.entity, self.extra_tags = project, entity, list(tags)
         # The environment wins (WANDB_MODE=online on a machine with network); otherwise the config's mode.
         self.mode = os.environ.get("WANDB_MODE") or mode
         self.run = None

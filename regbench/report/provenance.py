@@ -12,11 +12,11 @@ import datetime as dt
 import math
 import os
 import platform
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import regbench
+from regbench.files import git_commit
 from regbench.report.study import FAILED, UNFINISHED, Study
 
 
@@ -32,7 +32,7 @@ def collect(study: Study, report_args: list[str] | None = None) -> dict:
         "commands": [s["command"] for s in sweeps],
         "report_command": "regbench report " + " ".join(report_args or [str(study.sweep_dir)]),
         "code": Counter((r.get("regbench_version") or "?", r.get("git_commit") or "unknown") for r in results),
-        "report_code": (regbench.__version__, git_commit()),
+        "report_code": (regbench.__version__, git_commit() or "unknown (not a git checkout)"),
         "started": started[0] if started else None,
         "finished_first": finished[0] if finished else None,
         "finished_last": finished[-1] if finished else None,
@@ -130,20 +130,6 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return (f"{platform.platform()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"torch {torch}")
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(regbench.__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        commit = out.stdout.strip()
-        if commit:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                   text=True, timeout=5, cwd=Path(regbench.__file__).parent).stdout.strip()
-            return commit + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown (not a git checkout)"
 
 
 def when(t: dt.datetime | None) -> str:

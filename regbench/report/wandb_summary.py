@@ -17,8 +17,8 @@ def online_target(configs: dict) -> dict | None:
     env = os.environ.get("WANDB_MODE")
     for cfg in configs.values():
         logger = (cfg or {}).get("logger") or {}
-        if logger.get("name") != "wandb":
-            continue
+        if not str(logger.get("_target_", "")).endswith("WandbLogger") and logger.get("name") != "wandb":
+            continue  # (``name: wandb``: the config of a run made by regbench 0.1)
         if (env or logger.get("mode") or "offline") == "online":
             return {"project": logger.get("project") or "regbench", "entity": logger.get("entity"),
                     "group": (cfg or {}).get("name") or "default"}

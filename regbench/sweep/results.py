@@ -15,11 +15,12 @@ sweep dir and prints the configurations. It reads only finished files, so it wor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from regbench.files import write_atomic
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap",
            "best_epoch", "epochs_run", "steps", "wall_time_s", "steps_per_s",
@@ -171,20 +172,14 @@ def write_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     sweep_dir = Path(sweep_dir)
     runs = load_runs(sweep_dir)
     configs = per_config(runs) if not runs.empty else pd.DataFrame(columns=["n"])
-    _atomic(sweep_dir / RESULTS_CSV, lambda p: runs.to_csv(p, index=False))
-    _atomic(sweep_dir / RESULTS_PARQUET, lambda p: runs.astype({c: "string" for c in _text_columns(runs)}).to_parquet(p, index=False))
-    _atomic(sweep_dir / CONFIGS_CSV, lambda p: configs.to_csv(p, index=False))
+    write_atomic(sweep_dir / RESULTS_CSV, lambda p: runs.to_csv(p, index=False))
+    write_atomic(sweep_dir / RESULTS_PARQUET, lambda p: runs.astype({c: "string" for c in _text_columns(runs)}).to_parquet(p, index=False))
+    write_atomic(sweep_dir / CONFIGS_CSV, lambda p: configs.to_csv(p, index=False))
     return runs, configs
 
 
 def _text_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in METRICS and runs[c].dtype == object]
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)  # a reader (or a concurrent `regbench results`) never sees half a file
 
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
