@@ -33,9 +33,11 @@ def test_default_run_dir_is_named_by_overrides_and_reruns_are_not_retrained(tmp_
     assert first.returncode == 0, first.stderr
     (run_dir,) = (tmp_path / "outputs" / "default" / "runs").iterdir()
     assert "model=mlp" in run_dir.name and "logger" not in run_dir.name
+    written = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (run_dir / "result.json", run_dir / "checkpoints" / "last.pt")}
     again = run_cli(*args, cwd=tmp_path)
     assert again.returncode == 0 and "not retrained" in again.stdout + again.stderr
-    assert read_result(run_dir)["test_acc"] == read_result(run_dir)["test_acc"]
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in written} == written  # nothing retrained or rewritten
+    assert f"{read_result(run_dir)['test_acc']:.2%}" in again.stdout  # the rerun prints the stored result
 
 
 BAD = [
