@@ -7,7 +7,7 @@ job trains in its own directory and:
 - marks its directory as running (``.running``: host and pid) while it trains, so
   ``regbench status`` tells a running job from an interrupted one;
 - when jobs share the machine (joblib, submitit_local), limits torch to its share of the CPU
-  cores, and with several GPUs takes one of its own;
+  cores, and with several GPUs takes one of its own (:mod:`regbench.sweep.machine`);
 - tags its W&B run with its values of the factors the sweep varies (the group is the study name);
 - returns the objective as a number to a sampling sweeper (Optuna): ``val_acc`` when the sweeper
   maximizes, ``val_loss`` when it minimizes.
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -34,6 +32,7 @@ from omegaconf import DictConfig, open_dict
 
 from regbench.config import CONFIG_DIR, run_id
 from regbench.sweep.jobs import running
+from regbench.sweep.machine import job_resources
 
 log = logging.getLogger("regbench")
 
@@ -57,7 +56,7 @@ def run_job(cfg: DictConfig) -> dict | float:
     multirun = hc.mode == RunMode.MULTIRUN
     if multirun:
         _tag_varied_factors(cfg, hc)
-    with running(run_dir), _job_resources(cfg, hc):
+    with running(run_dir), job_resources(cfg, hc):
         try:
             result = train(cfg, run_dir)
         except Exception as e:
@@ -83,100 +82,6 @@ def objective(result: dict, direction) -> float:
         direction = list(direction)[0]
     value = result.get("val_acc" if str(direction).lower().endswith("maximize") else "val_loss")
     return float(value) if value is not None else math.nan
-
-
-# ------------------------------------------------------------------------- shared machine
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def parallel_jobs(launcher: DictConfig, n_sweep_jobs: int | None = None) -> int:
-    """How many jobs the launcher runs side by side on this machine (1: the job has the machine to itself)."""
-    target = str(launcher.get("_target_", ""))
-    if "Joblib" in target:
-        n = int(launcher.get("n_jobs", -1))
-        n = _cpus() + 1 + n if n < 0 else n  # joblib: -1 all cores, -2 all but one, ...
-        return max(1, min(n, n_sweep_jobs or n))
-    if target.endswith("submitit_launcher.LocalLauncher"):
-        return max(1, n_sweep_jobs or 1)  # the local executor starts every job at once
-    return 1
-
-
-def cpu_threads(launcher: DictConfig, n_sweep_jobs: int | None = None) -> int | None:
-    """Torch threads for one job: submitit's cpus_per_task when given, else this machine's cores over the
-    jobs sharing them; None when the job has the machine to itself (torch's default)."""
-    cpus_per_task = launcher.get("cpus_per_task")
-    if cpus_per_task:
-        return int(cpus_per_task)
-    n = parallel_jobs(launcher, n_sweep_jobs)
-    return max(1, _cpus() // n) if n > 1 else None
-
-
-@contextmanager
-def _job_resources(cfg: DictConfig, hc):
-    """CPU threads and GPU for a job that shares the machine with others of its sweep."""
-    from hydra.types import RunMode
-
-    if hc.mode != RunMode.MULTIRUN:
-        yield
-        return
-    n_jobs = _sweep_size(Path(hc.sweep.dir))
-    threads = cpu_threads(hc.launcher, n_jobs)
-    if threads and not cfg.trainer.num_threads:
-        import torch
-
-        torch.set_num_threads(threads)
-        log.info("job limited to %d CPU thread(s): %d job(s) share %d core(s)", threads,
-                 parallel_jobs(hc.launcher, n_jobs), _cpus())
-    lock = None
-    if parallel_jobs(hc.launcher, n_jobs) > 1 and str(cfg.trainer.device) in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            index, lock = claim_gpu(Path(hc.sweep.dir) / ".gpu-locks", torch.cuda.device_count(), hc.job.get("num", 0))
-            torch.cuda.set_device(index)
-            log.info("job runs on cuda:%d", index)
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.close()
-
-
-def claim_gpu(lock_dir: Path, n_gpus: int, job_num: int = 0):
-    """(GPU index, open lock file) for the first GPU no other job of the sweep holds; the lock lasts until
-    the file is closed (or the process ends). If all are taken, GPUs are shared round-robin by job number."""
-    import fcntl
-
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(n_gpus):
-        f = open(lock_dir / f"cuda{i}.lock", "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return i, f
-        except OSError:
-            f.close()
-    return job_num % n_gpus, None
-
-
-_SWEEP_SIZES: dict[str, int | None] = {}
-
-
-def _sweep_size(sweep_dir: Path) -> int | None:
-    key = str(sweep_dir)
-    if key not in _SWEEP_SIZES:
-        from regbench.sweep.jobs import expected_count, load_multirun
-
-        cfg = load_multirun(sweep_dir)
-        try:
-            _SWEEP_SIZES[key] = expected_count(cfg) if cfg is not None else None
-        except Exception:
-            _SWEEP_SIZES[key] = None
-    return _SWEEP_SIZES[key]
 
 
 # ------------------------------------------------------------------------------------ W&B tags
