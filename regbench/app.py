@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import traceback
 from pathlib import Path
 
@@ -31,7 +32,8 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from regbench.config import CONFIG_DIR, run_id
-from regbench.sweep.jobs import running
+from regbench.errors import UserError
+from regbench.rundir import RunDirBusy, RunDirConflict, hold
 from regbench.sweep.machine import job_resources
 
 log = logging.getLogger("regbench")
@@ -44,28 +46,25 @@ MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 
 def run_job(cfg: DictConfig) -> dict | float:
     """Train one configuration in Hydra's output dir. In a sweep, a failing job is recorded, not raised,
-    so the other jobs go on; a single run re-raises so the command fails."""
+    so the other jobs go on; a single run fails the command with one line (a UserError) or its traceback.
+    A job never writes into a directory that holds another configuration or another writer."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from regbench.files import write_json
-    from regbench.train import RESULT_FILE, train
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     if multirun:
         _tag_varied_factors(cfg, hc)
-    with running(run_dir), job_resources(cfg, hc):
-        try:
-            result = train(cfg, run_dir)
-        except Exception as e:
-            if not multirun:
-                raise
-            log.error("job failed:\n%s", traceback.format_exc())
-            result = {"status": "failed", "run_id": run_id(cfg), "seed": cfg.seed, "name": cfg.name,
-                      "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task)}
-            write_json(run_dir / RESULT_FILE, result)
+    try:
+        result = _train_held(cfg, run_dir, hc, multirun)
+    except UserError as e:
+        if multirun:  # refused: another configuration or writer owns the folder; nothing written into it
+            log.error("job refused: %s", e)
+            result = {"status": "refused", "error": str(e)}
+        else:
+            print(f"regbench: error: {e}", file=sys.stderr)
+            sys.exit(2)
     JOB_STATUSES.append((str(run_dir), result["status"]))
     if not multirun:
         from regbench.console import print_result
@@ -74,6 +73,32 @@ def run_job(cfg: DictConfig) -> dict | float:
     if "optuna" in str(hc.sweeper.get("_target_", "")).lower():
         return objective(result, hc.sweeper.get("direction", "minimize"))
     return result
+
+
+def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
+    from regbench.files import write_json
+    from regbench.train import FINISHED, RESULT_FILE, read_result, train
+
+    rid = run_id(cfg)
+    previous = read_result(run_dir)
+    if cfg.resume is True and previous and previous.get("run_id") == rid and previous.get("status") in FINISHED:
+        return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
+    with hold(run_dir, rid), job_resources(cfg, hc):
+        try:
+            return train(cfg, run_dir)
+        except (RunDirConflict, RunDirBusy):
+            raise
+        except Exception as e:
+            if not multirun:
+                raise
+            log.error("job failed:\n%s", traceback.format_exc())
+            result = {"status": "failed", "run_id": rid, "seed": cfg.seed, "name": cfg.name,
+                      "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task)}
+            try:
+                write_json(run_dir / RESULT_FILE, result)
+            except OSError as write_error:
+                log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_error)
+            return result
 
 
 def objective(result: dict, direction) -> float:

@@ -6,8 +6,10 @@ Each builder checks its own keys and raises :class:`ConfigError` naming the full
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
@@ -81,11 +83,43 @@ def check_data(cfg_data: DictConfig) -> None:
     check_files = getattr(loader, "check", None)
     if check_files is not None:
         check_files(**loader_kwargs(d))  # raises DataNotFound with the folder and files expected
+    check_split_sizes(load_raw(d), d)
+
+
+def check_split_sizes(raw, d: DictConfig) -> None:
+    """The validation split has examples and the training split has at least ``n_train`` (and 2) left."""
+    counts = np.bincount(raw.y_train.astype(np.int64), minlength=raw.num_classes)
+    n_val = int(sum(round(d.val_fraction * c) for c in counts if c))
+    n_left = len(raw.y_train) - n_val
+    if n_val < 1:
+        raise ConfigError(f"dataset.val_fraction={d.val_fraction} leaves no validation example "
+                          f"({len(raw.y_train)} training examples); use a larger fraction")
+    if n_left < 2:
+        raise ConfigError(f"dataset.val_fraction={d.val_fraction} leaves {n_left} training example(s) of {len(raw.y_train)}")
+    if d.n_train is not None and d.n_train > n_left:
+        raise ConfigError(f"dataset.n_train={d.n_train} exceeds the {n_left} training examples of {d.name} left after "
+                          f"the validation split (val_fraction={d.val_fraction})")
+
+
+_RAW: dict[str, object] = {}
+
+
+def load_raw(cfg_data: DictConfig):
+    """The dataset as its loader returns it (numpy arrays); loaded once per process and setting."""
+    key = repr(sorted(loader_kwargs(cfg_data).items())) + cfg_data._target_
+    if key not in _RAW:
+        _RAW.clear()  # keep one dataset in memory, not every one a sweep names
+        try:
+            _RAW[key] = get_method(cfg_data._target_)(**loader_kwargs(cfg_data))
+        except UserError:
+            raise
+        except Exception as e:  # a file that is there but does not parse, in a loader that does not say which
+            raise UserError(f"dataset {cfg_data.name}: its files cannot be read: {one_line(e)}") from None
+    return _RAW[key]
 
 
 def build_data(cfg_data: DictConfig, seed: int) -> DataSplits:
-    loader = get_method(cfg_data._target_)
-    raw = loader(**loader_kwargs(cfg_data))
+    raw = load_raw(cfg_data)
     if raw.num_classes != cfg_data.num_classes or tuple(raw.x_train.shape[1:]) != tuple(cfg_data.input_shape):
         raise ConfigError(f"dataset {cfg_data.name}: loaded inputs {tuple(raw.x_train.shape[1:])} with {raw.num_classes} "
                           f"classes, but its config declares input_shape={list(cfg_data.input_shape)}, num_classes={cfg_data.num_classes}")
@@ -189,9 +223,21 @@ def check_trainer(t: DictConfig) -> None:
         raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
+#: A study name is one folder under outputs/: letters, digits and . _ - + = , (no path separator, no leading dot).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
+MAX_NAME_LENGTH = 100
+
+
 def check_run(cfg: DictConfig) -> None:
-    """The cheap checks of a composed configuration: seed and trainer keys."""
+    """The cheap checks of a composed configuration: name, seed, resume and trainer keys."""
+    name = str(cfg.name)
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"name={name!r} must be one folder name: letters, digits and . _ - + = , "
+                          "(no '/', no leading '.'), so outputs stay inside outputs/")
+    if len(name.encode()) > MAX_NAME_LENGTH:
+        raise ConfigError(f"name is {len(name.encode())} bytes long; at most {MAX_NAME_LENGTH}")
     check_int("seed", cfg.seed, 0)
+    check_choice("resume", cfg.resume, (True, False, "best"))
     check_trainer(cfg.trainer)
 
 

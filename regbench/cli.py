@@ -86,6 +86,11 @@ def run(argv: list[str]) -> int:
             plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
         except UserError as e:
             _error(str(e))
+        if plan.finished is not None:  # nothing to train, nothing to write: the run dir may even be read-only
+            from regbench.console import print_result
+
+            print_result({**plan.finished, "skipped": True}, plan.run_dir)
+            return 0
     from regbench import app
 
     sys.argv = ["regbench run", *args.argv]

@@ -22,9 +22,17 @@ NON_IDENTITY_KEYS = ("name", "resume", "logger", "hydra", "trainer.device", "tra
 
 
 def _dirname(override_dirname: str) -> str:
-    """A run directory name from the overrides that vary; ``default`` when there are none."""
-    name = override_dirname.replace("/", "_") or "default"
-    return name if len(name) <= 200 else name[:180] + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    """A run directory name from the overrides that vary; ``default`` when there are none.
+
+    One configuration, one name, and never the same name for two: ``/`` (a path separator) is written
+    ``%2F`` and ``%`` itself ``%25``; a name too long for the file system (255 bytes) keeps its first
+    180 bytes and a hash of the whole.
+    """
+    name = override_dirname.replace("%", "%25").replace("/", "%2F") or "default"
+    if len(name.encode()) <= 200:
+        return name
+    head = name.encode()[:180].decode(errors="ignore")
+    return head + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 def options(group: str) -> list[str]:
@@ -41,10 +49,10 @@ register_resolvers()
 
 
 def to_container(cfg: DictConfig) -> dict:
-    """The resolved configuration as plain data, without Hydra's own node."""
-    data = OmegaConf.to_container(cfg, resolve=True)
-    data.pop("hydra", None)
-    return data
+    """The resolved configuration as plain data, without Hydra's own node (which is not resolved)."""
+    if "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def run_id(cfg: DictConfig) -> str:

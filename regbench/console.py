@@ -18,7 +18,7 @@ def print_result(result: dict, run_dir: Path) -> None:
     """The selected checkpoint's loss and accuracy per split, and how the run went."""
     from rich.table import Table
 
-    table = Table(title=f"regbench result — {result.get('status')}" + (" (already finished, not retrained)" if result.get("skipped") else ""))
+    table = Table(title=f"regbench result — {result.get('status')}")
     table.add_column("split")
     table.add_column("loss", justify="right")
     table.add_column("accuracy", justify="right")
@@ -33,3 +33,5 @@ def print_result(result: dict, run_dir: Path) -> None:
         f"regularizers: {', '.join(result.get('regularizers') or []) or 'none'}"
     )
     out.print(f"run dir: {run_dir}  (result.json, metrics.jsonl, config.yaml, checkpoints/)")
+    if result.get("skipped"):
+        out.print(f"already {result.get('status')} earlier: not retrained (resume=false trains it again)")

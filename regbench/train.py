@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 import regbench
-from regbench import build, checkpoint
+from regbench import build, checkpoint, rundir
 from regbench.config import run_id, to_container
 from regbench.data.base import DataSplits
-from regbench.errors import UserError
 from regbench.files import git_commit, write_json, write_jsonl
 from regbench.regularizers.base import Regularizer
 
@@ -80,6 +79,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 def read_result(run_dir: Path) -> dict | None:
     path = Path(run_dir) / RESULT_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl that can be read (a damaged line is skipped)."""
+    rows = []
+    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "epoch" in row:
+            rows.append(row)
+    return rows
 
 
 HOOKS = ("transform_batch", "penalty", "after_backward", "before_step", "after_step", "eval_model")
@@ -138,17 +150,22 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train one configuration in ``run_dir`` (resuming its checkpoint) and return its result."""
     run_dir = Path(run_dir)
     rid = run_id(cfg)
+    rundir.check_identity(run_dir, rid)
     previous = read_result(run_dir)
-    if previous and previous.get("run_id") != rid:
-        raise UserError(
-            f"{run_dir} holds another configuration (run id {previous.get('run_id')}, this one is {rid}); "
-            "choose another hydra.run.dir or remove it")
-    if previous and previous.get("status") in FINISHED and cfg.resume:
+    if previous and previous.get("status") in FINISHED and cfg.resume is True:
         log.info("%s: already %s, not retrained", run_dir, previous["status"])
         return {**previous, "skipped": True}
 
     run = build_run(cfg, run_dir)
-    state = resume(run) if cfg.resume and run.last_path.exists() else RunState(rid)
+    if cfg.resume == "best" and run.best_path.exists():
+        state = resume_from_best(run, rid)
+    elif cfg.resume and run.last_path.exists():
+        state = resume(run)
+    else:
+        state = RunState(rid)
+    if state.run_id != rid:  # the id file was removed, or the checkpoint was copied in from another run
+        raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
+                                    f"this one is {rid}); choose another hydra.run.dir or remove that folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(to_container(cfg)))
     write_jsonl(run_dir / METRICS_FILE, state.history)  # a resumed run's file matches its checkpoint
@@ -233,6 +250,28 @@ def resume(run: Run) -> RunState:
     checkpoint.set_rng_state(ckpt["rng"])
     state = RunState(**ckpt["state"])
     log.info("resuming %s from epoch %d (step %d)", run.run_dir, state.epoch, state.step)
+    return state
+
+
+def resume_from_best(run: Run, rid: str) -> RunState:
+    """``resume=best``, for a damaged ``last.pt``: continue from the best checkpoint's weights at its epoch.
+
+    Not exact, unlike a resume from last.pt: best.pt holds the weights (and regularizer state) only, so
+    the optimizer, the schedule and the random generators start afresh at that epoch.
+    """
+    best = checkpoint.load(run.best_path, map_location=run.data.x_train.device)
+    run.model.load_state_dict(best["model"])
+    for reg in run.regs:
+        reg.load_state_dict(best["regularizers"].get(reg.name, {}))
+    history = [row for row in read_metrics(run.run_dir / METRICS_FILE) if row["epoch"] <= best["epoch"]]
+    state = RunState(rid, epoch=best["epoch"], step=best["epoch"] * run.steps_per_epoch, history=history)
+    for row in history:
+        run.stopper.update(row[run.stopper.monitor] if row[run.stopper.monitor] is not None else math.nan, row["epoch"])
+    if run.scheduler is not None:
+        for _ in range(state.step):
+            run.scheduler.step()
+    log.warning("resuming %s from best.pt at epoch %d (optimizer state and random generators start afresh)",
+                run.run_dir, state.epoch)
     return state
 
 

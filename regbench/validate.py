@@ -26,6 +26,8 @@ class Plan:
 
     jobs: list  # regbench.sweep.jobs.Job, in launch order (a single run is a sweep of one)
     sweep_dir: Path | None  # hydra.sweep.dir for -m, else None
+    finished: dict | None = None  # a single run already completed (or diverged): its result, nothing to train
+    run_dir: Path | None = None  # a single run's directory
 
 
 def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False) -> Plan:
@@ -41,20 +43,70 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
         raise
     except Exception as e:
         raise config_error(e) from None
-    costly_checks_done: set[str] = set()
-    for job in itertools.islice(jobs, MAX_CHECKED_JOBS):
-        check_job(list(job.overrides), config_name, costly_checks_done)
+    from regbench.sweep.jobs import is_basic_sweeper
+
     sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir"))) if multirun else None
-    return Plan(jobs, sweep_dir)
+    known_dirs = not multirun or is_basic_sweeper(hydra_cfg)  # a sampler's job dirs depend on its draws
+    costly_checks_done: set[str] = set()
+    plan = Plan(jobs, sweep_dir)
+    for job in itertools.islice(jobs, MAX_CHECKED_JOBS):
+        cfg = check_job(list(job.overrides), config_name, costly_checks_done)
+        if known_dirs:
+            run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
+            plan.run_dir, plan.finished = run_dir, check_run_dir(run_dir, cfg)
+    if multirun:
+        plan.run_dir = plan.finished = None
+    return plan
 
 
-def check_job(overrides: list[str], config_name: str = "config", costly_checks_done: set | None = None) -> None:
-    """Compose one job and check it; the costly checks (data files, building the model) once per distinct setting."""
+def check_run_dir(run_dir: Path, cfg) -> dict | None:
+    """Refuse a job whose directory holds another configuration, foreign files, or a live writer; return its
+    result when it is already finished (and resume is on), else None. Nothing is written."""
+    from regbench import rundir
+    from regbench.config import run_id
+
+    rid = run_id(cfg)
+    rundir.check_identity(run_dir, rid)
+    busy = rundir.holder(run_dir)
+    if busy:
+        raise rundir.RunDirBusy(f"{run_dir} is being trained by another process ({busy}); wait for it, or stop it and re-run")
+    result = _read_result(run_dir)
+    if cfg.resume is True and result and result.get("run_id") == rid and result.get("status") in ("completed", "diverged"):
+        return result
+    _check_writable(run_dir)
+    return None
+
+
+def _read_result(run_dir: Path) -> dict | None:
+    import json
+
+    try:
+        data = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_writable(run_dir: Path) -> None:
+    """The run dir, or the nearest folder above it that exists, must take new files."""
+    import os
+
+    path = Path(run_dir).absolute()
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {path}: {'not a directory' if not path.is_dir() else 'permission denied'}; "
+                        "choose another hydra.run.dir / hydra.sweep.dir")
+
+
+def check_job(overrides: list[str], config_name: str = "config", costly_checks_done: set | None = None):
+    """Compose one job (with Hydra's node, for its run dir) and check it; the costly checks (data, model)
+    once per distinct setting. Returns the composed config."""
     from regbench import build
     from regbench.config import compose
 
     try:
-        cfg = compose(overrides, config_name)
+        cfg = compose(overrides, config_name, return_hydra_config=True)
     except Exception as e:
         raise config_error(e) from None
     build.check_run(cfg)
@@ -63,6 +115,7 @@ def check_job(overrides: list[str], config_name: str = "config", costly_checks_d
         build.check(cfg)
         if costly_checks_done is not None:
             costly_checks_done.add(key)
+    return cfg
 
 
 def _is_sweep(override: str) -> bool:

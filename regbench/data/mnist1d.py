@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from regbench.data.base import RawData
+from regbench.errors import UserError
 from regbench.files import write_atomic
 
 
@@ -29,8 +30,12 @@ def load(num_samples: int = 5000, train_split: float = 0.8, shuffle_seq: bool = 
     path = cache_dir() / f"mnist1d-{key}.npz"
     if not path.exists():
         _generate(args, path)
-    with np.load(path) as d:
-        return RawData(d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], num_classes=10)
+    try:
+        with np.load(path) as d:
+            return RawData(d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], num_classes=10)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"the cached MNIST-1D file {path} is damaged ({type(e).__name__}); delete it and it is "
+                        "generated again") from None
 
 
 def _generate(args: dict, path: Path) -> None:
