@@ -10,14 +10,16 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+from regbench.errors import UserError
+
 
 def write_atomic(path: Path, content: str | Callable[[Path], None], durable: bool = False) -> None:
     """Write ``content`` (text, or a function writing to the path it is given) to a temporary file beside
     ``path``, then rename it over ``path``. ``durable``: fsync the file and the rename (checkpoints)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: concurrent writers never share one
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str):
             tmp.write_text(content)
         else:
@@ -26,8 +28,11 @@ def write_atomic(path: Path, content: str | Callable[[Path], None], durable: boo
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # the previous file, if any, is untouched
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and _disk_full(path.parent)):  # torch.save: RuntimeError
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else "no space left on device"
+            raise UserError(f"cannot write {path}: {reason}; the previous file, if any, is intact") from None
         raise
     if durable:
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -37,12 +42,29 @@ def write_atomic(path: Path, content: str | Callable[[Path], None], durable: boo
             os.close(dir_fd)
 
 
+def _disk_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 1 << 20  # under 1 MiB left
+
+
 def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """One more row (a kill mid-write leaves at most a cut-off last line, which readers skip)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 @cache

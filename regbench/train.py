@@ -25,7 +25,7 @@ import regbench
 from regbench import build, checkpoint, rundir
 from regbench.config import run_id, to_container
 from regbench.data.base import DataSplits
-from regbench.files import git_commit, write_json, write_jsonl
+from regbench.files import append_jsonl, git_commit, write_atomic, write_json, write_jsonl
 from regbench.regularizers.base import Regularizer
 
 log = logging.getLogger("regbench")
@@ -167,7 +167,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
                                     f"this one is {rid}); choose another hydra.run.dir or remove that folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(to_container(cfg)))
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(to_container(cfg)))
     write_jsonl(run_dir / METRICS_FILE, state.history)  # a resumed run's file matches its checkpoint
     for reg in run.regs:
         log.info("regularizer %s", reg.describe())
@@ -196,7 +196,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 state.history.append(_finite(row))
                 state.wall_seconds = time.perf_counter() - wall_start
                 save_checkpoint(run, state)  # first the checkpoint, then the logs: a kill in between loses no state
-                _append_jsonl(run_dir / METRICS_FILE, state.history[-1])
+                append_jsonl(run_dir / METRICS_FILE, state.history[-1])
                 logger.log(state.history[-1])
                 log.info(_format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
                 if progress:
@@ -383,11 +383,6 @@ def finish(run: Run, state: RunState) -> dict:
 
 def _finite(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-
-
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def _short(row: dict) -> str:

@@ -140,6 +140,13 @@ def config_error(e: Exception) -> ConfigError:
         listed = text.split("Available options in")[1].split(":", 1)[1].split("Config search path")[0].split()
         available = [o for o in listed if not o.startswith("_")]  # _base files hold shared keys, they are no options
         return ConfigError(f"unknown {group}={option}; available: {', '.join(available)}")
+    if "Could not load '" in text:  # a list member of a multi-select group: regularizer=[dropout,foo]
+        missing = text.split("Could not load '")[1].split("'")[0]
+        group, _, option = missing.rpartition("/")
+        from regbench.config import options
+
+        available = options(group) if group and not group.startswith("hydra") else []
+        return ConfigError(f"unknown {group}={option}" + (f"; available: {', '.join(available)}" if available else ""))
     if "not in struct" in text or "Could not override" in text:
         key = text.split("Could not override '")[1].split("'")[0] if "Could not override '" in text else text
         return ConfigError(f"unknown option {key!r} (no such key in the config; to add a new key use +{key}=...). {text.split('. ')[0]}")
