@@ -7,8 +7,10 @@ session (and its subprocesses) so the data is generated once.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,3 +36,14 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def run_sweep(tmp_path):
+    """``run_sweep(*args, sweep_dir=..., env=...)``: `regbench run -m ARGS` in tmp_path, its sweep dir
+    tmp_path/sweep unless given; returns (completed process, sweep dir)."""
+
+    def run(*args: str, sweep_dir: Path | None = None, env: dict | None = None, timeout: float = 300):
+        sweep_dir = Path(sweep_dir or tmp_path / "sweep")
+        out = run_cli("run", "-m", *args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, env=env, timeout=timeout)
+        return out, sweep_dir
+
+    return run

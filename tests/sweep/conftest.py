@@ -17,19 +17,6 @@ def shrink() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def run_sweep(tmp_path):
-    """``run_sweep(*args, sweep_dir=..., env=...)``: `regbench run -m ARGS` in tmp_path, its sweep dir
-    tmp_path/sweep unless given; returns (completed process, sweep dir)."""
-
-    def run(*args: str, sweep_dir: Path | None = None, env: dict | None = None, timeout: float = 300):
-        sweep_dir = Path(sweep_dir or tmp_path / "sweep")
-        out = run_cli("run", "-m", *args, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, env=env, timeout=timeout)
-        return out, sweep_dir
-
-    return run
-
-
-@pytest.fixture
 def cache(tmp_path, monkeypatch):
     """A private MNIST-1D cache (for tests that corrupt a data file), in this process and its children."""
     path = tmp_path / "cache"
