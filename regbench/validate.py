@@ -49,8 +49,9 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
     known_dirs = not multirun or is_basic_sweeper(hydra_cfg)  # a sampler's job dirs depend on its draws
     costly_checks_done: set[str] = set()
     plan = Plan(jobs, sweep_dir)
+    composer = Composer(config_name, overrides, hydra_cfg)
     for job in itertools.islice(jobs, MAX_CHECKED_JOBS):
-        cfg = check_job(list(job.overrides), config_name, costly_checks_done)
+        cfg = check_job(list(job.overrides), config_name, costly_checks_done, composer)
         if known_dirs:
             run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
             plan.run_dir, plan.finished = run_dir, check_run_dir(run_dir, cfg)
@@ -99,14 +100,85 @@ def _check_writable(run_dir: Path) -> None:
                         "choose another hydra.run.dir / hydra.sweep.dir")
 
 
-def check_job(overrides: list[str], config_name: str = "config", costly_checks_done: set | None = None):
+class Composer:
+    """The configurations of a command's jobs, each as Hydra composes it, at a fraction of the cost.
+
+    Composition costs about 0.1 s a job. Jobs that differ only in values (seeds, rates, strengths) share
+    their composition: Hydra composes once per distinct choice of config groups (with the command's fixed
+    overrides), and each job's own values are then set on a copy, as Hydra sets value overrides after
+    composing (an unknown key is refused, ``+key`` adds, ``~key`` removes). The command's own composition
+    (``fixed``, composed with its fixed overrides) serves the jobs that add nothing to it.
+    """
+
+    def __init__(self, config_name: str, command_overrides: list[str], fixed):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.config_name, self.parser = config_name, OverridesParser.create()
+        parsed = self.parser.parse_overrides(list(command_overrides))
+        self.fixed_lines = [o.input_line for o in parsed if not o.is_sweep_override()]
+        # A search path adds groups of its own: then every job is composed in full.
+        self.shortcut = not any(o.get_key_element().lstrip("+~").startswith("hydra.searchpath") for o in parsed)
+        self.cache = {tuple(self.fixed_lines): fixed}
+
+    def compose(self, overrides: list[str]):
+        import copy
+
+        from regbench.config import compose
+
+        if not self.shortcut:
+            return compose(overrides, self.config_name, return_hydra_config=True)
+        own = [o for o in self.parser.parse_overrides(overrides) if o.input_line not in self.fixed_lines]
+        groups = tuple(self.fixed_lines + [o.input_line for o in own if self._is_group(o)])
+        if groups not in self.cache:
+            self.cache[groups] = compose(list(groups), self.config_name, return_hydra_config=True)
+        cfg = copy.deepcopy(self.cache[groups])
+        for o in own:
+            if not self._is_group(o):
+                self._set(cfg, o)
+        return cfg
+
+    @staticmethod
+    def _is_group(o) -> bool:
+        from regbench.config import CONFIG_DIR
+
+        key = o.get_key_element().lstrip("+~")
+        return "/" in key or (CONFIG_DIR / key).is_dir()
+
+    @staticmethod
+    def _set(cfg, o) -> None:
+        from omegaconf import open_dict
+
+        key = o.get_key_element()
+        if o.is_delete():
+            with open_dict(cfg):
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                if node is None or leaf not in node:
+                    raise ConfigError(f"cannot delete {key}: no such key in the config")
+                del node[leaf]
+        elif o.is_add() or o.is_force_add():
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, o.value(), merge=True, force_add=True)
+        else:
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(f"unknown option {key!r} (no such key in the config; to add a new key use +{key}=...)")
+            OmegaConf.update(cfg, key, o.value(), merge=True)
+
+
+def check_job(overrides: list[str], config_name: str = "config", costly_checks_done: set | None = None,
+              composer: Composer | None = None):
     """Compose one job (with Hydra's node, for its run dir) and check it; the costly checks (data, model)
     once per distinct setting. Returns the composed config."""
     from regbench import build
     from regbench.config import compose
 
     try:
-        cfg = compose(overrides, config_name, return_hydra_config=True)
+        if composer is not None:
+            cfg = composer.compose(overrides)
+        else:
+            cfg = compose(overrides, config_name, return_hydra_config=True)
+    except UserError:
+        raise
     except Exception as e:
         raise config_error(e) from None
     build.check_run(cfg)
