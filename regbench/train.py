@@ -9,6 +9,7 @@ every random generator, early-stopping state, history) is written atomically to
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -24,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import regbench
 from regbench import build, checkpoint, rundir
 from regbench.config import run_id, to_container
-from regbench.data.base import DataSplits
+from regbench.data.base import DataSplits, stratified_subsample
 from regbench.files import append_jsonl, git_commit, write_atomic, write_json, write_jsonl
 from regbench.regularizers.base import Regularizer
 
@@ -125,7 +127,10 @@ class Run:
     stopper: EarlyStopping
     batch_size: int
     steps_per_epoch: int
+    train_eval: torch.Tensor  # indices of the training examples the per-epoch train metrics are computed on
     hooks: dict[str, list[Regularizer]] = field(init=False)  # the regularizers overriding each hook, in list order
+    best: dict | None = None  # the best epoch's weights, until the next checkpoint writes them to best.pt
+    saved_at: float = -math.inf  # when last.pt was last written (time.monotonic)
 
     def __post_init__(self):
         self.hooks = {h: [r for r in self.regs if r.overrides(h)] for h in HOOKS}
@@ -195,7 +200,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                 row["seconds"] = round(time.perf_counter() - wall_start, 3)
                 state.history.append(_finite(row))
                 state.wall_seconds = time.perf_counter() - wall_start
-                save_checkpoint(run, state)  # first the checkpoint, then the logs: a kill in between loses no state
+                if checkpoint_due(run, state):  # first the checkpoint, then the logs: a resume rewrites the logs from it
+                    save_checkpoint(run, state)
                 append_jsonl(run_dir / METRICS_FILE, state.history[-1])
                 logger.log(state.history[-1])
                 log.info(_format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
@@ -234,7 +240,18 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     scheduler = build.build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, t.max_epochs)
     stopper = EarlyStopping(t.early_stopping.monitor, t.early_stopping.patience, t.early_stopping.min_delta)
-    return Run(cfg, run_dir, data, model, regs, optimizer, scheduler, stopper, batch_size, steps_per_epoch)
+    train_eval = train_eval_subset(data.y_train, t.train_eval_size, cfg.dataset.split_seed).to(device)
+    return Run(cfg, run_dir, data, model, regs, optimizer, scheduler, stopper, batch_size, steps_per_epoch, train_eval)
+
+
+def train_eval_subset(y_train: torch.Tensor, size: int | None, seed: int) -> torch.Tensor:
+    """The training examples the per-epoch train metrics use: all of them, or a fixed stratified subset of
+    ``size`` (the same in every epoch and every run seed, drawn without touching torch's generator)."""
+    n = len(y_train)
+    if size is None or size >= n:
+        return torch.arange(n)
+    idx = stratified_subsample(y_train.cpu().numpy(), size, np.random.default_rng(seed))
+    return torch.from_numpy(idx)
 
 
 def resume(run: Run) -> RunState:
@@ -318,19 +335,30 @@ def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
         log.warning("epoch %d: training loss is not finite: diverged", state.epoch)
         return row
     m, data, batch = run.eval_model(), run.data, run.cfg.trainer.eval_batch_size
-    row["train_loss"], row["train_acc"] = evaluate(m, data.x_train, data.y_train, batch)
+    row["train_loss"], row["train_acc"] = evaluate(m, data.x_train[run.train_eval], data.y_train[run.train_eval], batch)
     row["val_loss"], row["val_acc"] = evaluate(m, data.x_val, data.y_val, batch)
     stopper = run.stopper
-    if stopper.update(row[stopper.monitor], state.epoch):
-        checkpoint.save_atomic({"model": run.model.state_dict(), "epoch": state.epoch,
-                                "regularizers": {r.name: r.state_dict() for r in run.regs}}, run.best_path)
+    if stopper.update(row[stopper.monitor], state.epoch):  # kept in memory; the next checkpoint writes it
+        run.best = copy.deepcopy({"model": run.model.state_dict(), "epoch": state.epoch,
+                                  "regularizers": {r.name: r.state_dict() for r in run.regs}})
     if stopper.should_stop:
         state.status = "stopped"
         log.info("early stopping at epoch %d: best %s at epoch %d", state.epoch, stopper.monitor, stopper.best_epoch)
     return row
 
 
+def checkpoint_due(run: Run, state: RunState) -> bool:
+    """After the first epoch, at the end, and otherwise every ``trainer.checkpoint_every_s`` seconds (0: every epoch)."""
+    ending = state.status != "running" or state.epoch >= run.cfg.trainer.max_epochs
+    return ending or state.epoch == 1 or time.monotonic() - run.saved_at >= run.cfg.trainer.checkpoint_every_s
+
+
 def save_checkpoint(run: Run, state: RunState) -> None:
+    """best.pt (if a better epoch came since), then last.pt: a kill in between leaves a pair a resume agrees with."""
+    if run.best is not None:
+        checkpoint.save_atomic(run.best, run.best_path)
+        run.best = None
+    run.saved_at = time.monotonic()
     checkpoint.save_atomic({
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
@@ -370,6 +398,7 @@ def finish(run: Run, state: RunState) -> dict:
         "name": cfg.name,
         "regularizers": [r.name for r in run.regs],
         "num_params": sum(p.numel() for p in run.model.parameters()),
+        "train_eval_examples": len(run.train_eval),  # what metrics.jsonl's train_loss/train_acc are computed on
         "data": data.info,
         "device": str(data.x_train.device),
         "regbench_version": regbench.__version__,

@@ -151,3 +151,17 @@ def test_cosine_and_warmup_schedules():
     assert lrs[0] == pytest.approx(0.1) and lrs[500] == pytest.approx(0.05, rel=1e-2) and lrs[-1] < 1e-4
     lrs = _lr_trace("warmup", 60)  # 5 warmup epochs of 10 steps
     assert lrs[0] == pytest.approx(0.1 / 51) and lrs[25] < lrs[49] and lrs[50] == pytest.approx(0.1)
+
+
+def test_per_epoch_train_metrics_use_the_subset_the_result_names(tmp_path):
+    common = ("model=mlp", "dataset.n_train=300", "trainer.max_epochs=2", "trainer.early_stopping.patience=null")
+    subset = train(tiny(*common, "trainer.train_eval_size=120"), tmp_path / "subset")
+    whole = train(tiny(*common, "trainer.train_eval_size=null"), tmp_path / "whole")
+    assert subset["train_eval_examples"] == 120 and whole["train_eval_examples"] == 300
+    # The same training (the subset changes what is measured, not what is trained) ...
+    assert subset["test_loss"] == whole["test_loss"] and subset["train_acc"] == whole["train_acc"]
+    # ... the curve of the whole split is the result's number for the last epoch, the subset's is its own.
+    last_whole, last_subset = read_metrics(tmp_path / "whole")[-1], read_metrics(tmp_path / "subset")[-1]
+    assert last_whole["train_acc"] == whole["train_acc"]
+    correct = last_subset["train_acc"] * 120
+    assert abs(correct - round(correct)) < 1e-9  # a count out of the 120 examples of the subset
