@@ -222,6 +222,9 @@ def check_trainer(t: DictConfig) -> None:
         if t.num_threads is not None:
             check_int("num_threads", t.num_threads, 1)
         check_choice("progress", t.progress, ("auto", True, False))
+        check_choice("precision", t.precision, (32, "bf16", 16))
+        check_choice("compile", t.compile, (True, False))
+        check_choice("channels_last", t.channels_last, (True, False))
     if not (t.device == "auto" or str(t.device).split(":")[0] in ("cpu", "cuda", "mps")):
         raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
@@ -247,7 +250,12 @@ def check_run(cfg: DictConfig) -> None:
 def check(cfg: DictConfig) -> None:
     """Validate a composed configuration without training or writing anything; raise UserError."""
     check_run(cfg)
-    resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.precision == 16 and device.type != "cuda":
+        raise ConfigError(f"trainer.precision=16 needs CUDA (gradient scaling), not {device.type}; use bf16 or 32")
+    if cfg.trainer.channels_last and len(cfg.dataset.input_shape) != 3:
+        raise ConfigError(f"trainer.channels_last=true needs (C, H, W) images; {cfg.dataset.name} has "
+                          f"input_shape={list(cfg.dataset.input_shape)}")
     check_data(cfg.dataset)
     build_schedule(cfg.scheduler)
     build_logger(cfg.logger)

@@ -9,6 +9,7 @@ every random generator, early-stopping state, history) is written atomically to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -108,6 +109,7 @@ class RunState:
     step: int = 0
     history: list[dict] = field(default_factory=list)  # one row per epoch, as in metrics.jsonl
     train_seconds: float = 0.0
+    compile_seconds: float = 0.0  # torch.compile's first steps (trainer.compile), not counted in train_seconds
     wall_seconds: float = 0.0
     status: str = "running"  # running → stopped (early) | diverged; the result says completed or diverged
     logger_id: str | None = None
@@ -129,11 +131,22 @@ class Run:
     steps_per_epoch: int
     train_eval: torch.Tensor  # indices of the training examples the per-epoch train metrics are computed on
     hooks: dict[str, list[Regularizer]] = field(init=False)  # the regularizers overriding each hook, in list order
+    forward: torch.nn.Module | None = None  # what training calls: the model, or its torch.compile'd form
+    scaler: torch.amp.GradScaler | None = None  # precision=16: loss scaling (CUDA)
     best: dict | None = None  # the best epoch's weights, until the next checkpoint writes them to best.pt
     saved_at: float = -math.inf  # when last.pt was last written (time.monotonic)
 
     def __post_init__(self):
         self.hooks = {h: [r for r in self.regs if r.overrides(h)] for h in HOOKS}
+        if self.forward is None:
+            self.forward = self.model
+
+    def autocast(self):
+        """Mixed precision for the forward pass (trainer.precision=bf16 or 16); a no-op at 32."""
+        precision, device = self.cfg.trainer.precision, self.data.x_train.device
+        if precision == 32:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
     @property
     def last_path(self) -> Path:
@@ -195,7 +208,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             while state.status == "running" and state.epoch < max_epochs:
                 epoch_start = time.perf_counter()
                 running_loss = train_epoch(run, state)
-                state.train_seconds += time.perf_counter() - epoch_start
+                if cfg.trainer.compile and not state.compile_seconds:  # the first epoch in this process compiles
+                    state.compile_seconds = time.perf_counter() - epoch_start
+                else:
+                    state.train_seconds += time.perf_counter() - epoch_start
                 row = evaluate_and_select(run, state, running_loss)
                 row["seconds"] = round(time.perf_counter() - wall_start, 3)
                 state.history.append(_finite(row))
@@ -241,7 +257,14 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
     scheduler = build.build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, t.max_epochs)
     stopper = EarlyStopping(t.early_stopping.monitor, t.early_stopping.patience, t.early_stopping.min_delta)
     train_eval = train_eval_subset(data.y_train, t.train_eval_size, cfg.dataset.split_seed).to(device)
-    return Run(cfg, run_dir, data, model, regs, optimizer, scheduler, stopper, batch_size, steps_per_epoch, train_eval)
+    if t.channels_last:  # NHWC: faster convolutions on tensor cores; the data follows once, not per batch
+        model.to(memory_format=torch.channels_last)
+        data.x_train, data.x_val, data.x_test = (x.contiguous(memory_format=torch.channels_last)
+                                                  for x in (data.x_train, data.x_val, data.x_test))
+    forward = torch.compile(model) if t.compile else model  # compiled lazily, in the first steps
+    scaler = torch.amp.GradScaler(device.type) if t.precision == 16 else None
+    return Run(cfg, run_dir, data, model, regs, optimizer, scheduler, stopper, batch_size, steps_per_epoch, train_eval,
+               forward=forward, scaler=scaler)
 
 
 def train_eval_subset(y_train: torch.Tensor, size: int | None, seed: int) -> torch.Tensor:
@@ -264,6 +287,8 @@ def resume(run: Run) -> RunState:
     for reg in run.regs:
         reg.load_state_dict(ckpt["regularizers"].get(reg.name, {}))
     run.stopper.load_state_dict(ckpt["early_stopping"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
     checkpoint.set_rng_state(ckpt["rng"])
     state = RunState(**ckpt["state"])
     log.info("resuming %s from epoch %d (step %d)", run.run_dir, state.epoch, state.step)
@@ -294,7 +319,7 @@ def resume_from_best(run: Run, rid: str) -> RunState:
 
 def train_epoch(run: Run, state: RunState) -> float:
     """One pass over the training split in a fresh random order; the mean training loss (inf if it diverged)."""
-    model, optimizer, hooks, data = run.model, run.optimizer, run.hooks, run.data
+    model, optimizer, hooks, data, scaler = run.model, run.optimizer, run.hooks, run.data, run.scaler
     model.train()
     loss_sum = torch.zeros((), device=data.x_train.device)
     perm = torch.randperm(len(data.x_train), device=data.x_train.device)
@@ -305,17 +330,27 @@ def train_epoch(run: Run, state: RunState) -> float:
         x, y = data.x_train[idx], data.y_train[idx]
         for reg in hooks["transform_batch"]:
             x, y = reg.transform_batch(x, y)
-        loss = F.cross_entropy(model(x), y)  # y: class indices, or probability rows after mixup/smoothing
+        with run.autocast():
+            logits = run.forward(x)
+        loss = F.cross_entropy(logits.float(), y)  # y: class indices, or probability rows after mixup/smoothing
         total = loss
         for reg in hooks["penalty"]:
             total = total + reg.penalty(model)
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)  # the hooks below (clipping, decay) see true gradients
+        else:
+            total.backward()
         for reg in hooks["after_backward"]:
             reg.after_backward(model)
         for reg in hooks["before_step"]:
             reg.before_step(model, optimizer)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         if run.scheduler is not None:
             run.scheduler.step()
         for reg in hooks["after_step"]:
@@ -323,7 +358,7 @@ def train_epoch(run: Run, state: RunState) -> float:
         loss_sum += loss.detach()
         state.step += 1
     state.epoch += 1
-    return loss_sum.item() / run.steps_per_epoch
+    return loss_sum.item() / run.steps_per_epoch  # .item() waits for the device: the epoch's time is true
 
 
 def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
@@ -364,6 +399,7 @@ def save_checkpoint(run: Run, state: RunState) -> None:
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
         "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
         "rng": checkpoint.rng_state(), "state": asdict(state),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
     }, run.last_path)
 
 
@@ -392,6 +428,8 @@ def finish(run: Run, state: RunState) -> dict:
         "steps": state.step,
         "wall_time_s": round(state.wall_seconds, 3),
         "train_time_s": round(state.train_seconds, 3),
+        "compile_time_s": round(state.compile_seconds, 3) if cfg.trainer.compile else None,
+        "precision": str(cfg.trainer.precision),
         "steps_per_s": round(state.step / state.train_seconds, 2) if state.train_seconds > 0 else None,
         "seed": cfg.seed,
         "run_id": state.run_id,
