@@ -50,7 +50,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -178,6 +178,10 @@ def why_not_stackable(cfg: DictConfig) -> str | None:
     """Why ``cfg`` must train alone (one line for the log), or None if it can train in a stack."""
     if cfg.resume == "best":
         return "resume=best restarts from best.pt without optimizer state: solo only"
+    t = cfg.trainer
+    if str(t.get("precision", 32)) != "32" or t.get("compile") or t.get("channels_last"):
+        return (f"trainer.precision={t.get('precision')}, compile={t.get('compile')}, channels_last={t.get('channels_last')}: "
+                "stacked training runs in float32, uncompiled, in the default memory format")
     reason = _optimizer_reason(cfg.optimizer)
     if reason:
         return reason
@@ -211,7 +215,7 @@ def stack_key(cfg: DictConfig) -> str | None:
         "model": _model_signature(model), "data": data, "optimizer": optimizer, "regularizers": regularizers,
         "trainer": {"batch_size": t.batch_size, "max_epochs": t.max_epochs, "eval_batch_size": t.eval_batch_size,
                     "monitor": t.early_stopping.monitor, "device": t.device, "deterministic": t.deterministic,
-                    "num_threads": t.num_threads},
+                    "num_threads": t.num_threads, "train_eval_size": t.get("train_eval_size")},
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -346,8 +350,11 @@ class Stack:
         self._batches = {}  # batch size → [(path, shape)] of the random slots in call order
         # data: one table of distinct tensors per split, and which one each member uses
         self.data = {}
-        for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-            tensors = [getattr(m.run.data, split) for m in members]
+        for split in ("x_train", "y_train", "x_val", "y_val", "x_train_eval", "y_train_eval"):
+            if split.endswith("_eval"):  # the per-epoch train metrics' subset (trainer.train_eval_size)
+                tensors = [getattr(m.run.data, split[:-5])[m.run.train_eval] for m in members]
+            else:
+                tensors = [getattr(m.run.data, split) for m in members]
             unique, index = [], []
             for t in tensors:
                 for u, other in enumerate(unique):
@@ -809,13 +816,19 @@ def _train_members(members: list[Member]) -> list[dict]:
             running = stack.train_epoch().tolist()
             seconds = time.perf_counter() - epoch_start
             rows = _evaluate_and_select(stack, running)
-            stack.write_back()
             for m, row in zip(group, rows):
                 m.state.train_seconds += seconds
                 row["seconds"] = round(time.perf_counter() - m.wall_start, 3)
                 m.state.history.append(solo._finite(row))
                 m.state.wall_seconds = time.perf_counter() - m.wall_start
-                _save_checkpoint(m)
+            # All members checkpoint together when one is due (after epoch 1, at its end, every checkpoint_every_s),
+            # so that after a kill they resume at one epoch and train on as one stack.
+            save = any(solo.checkpoint_due(m.run, m.state) for m in group)
+            if save:
+                stack.write_back()
+            for m in group:
+                if save:
+                    _save_checkpoint(m)
                 append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
                 log.info("%s: %s", m.run.run_dir.name, solo._format_row(m.state.history[-1], m.cfg.trainer.max_epochs),
                          extra={"epoch_line": True})
@@ -832,7 +845,7 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
     members = stack.members
     rows = [{"epoch": m.state.epoch, "step": m.state.step, "train_loss": None, "train_acc": None,
              "val_loss": None, "val_acc": None, "lr": m.run.optimizer.param_groups[0]["lr"]} for m in members]
-    train_loss, train_acc = stack.evaluate("train")
+    train_loss, train_acc = stack.evaluate("train_eval")
     val_loss, val_acc = stack.evaluate("val")
     need_weights = False
     best = []
@@ -851,24 +864,19 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
             m.state.status = "stopped"
             log.info("%s: early stopping at epoch %d: best %s at epoch %d", m.run.run_dir.name, m.state.epoch,
                      stopper.monitor, stopper.best_epoch)
-    if need_weights:
+    if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
         stack.write_back()
         for m, improved in zip(members, best):
             if improved:
-                checkpoint.save_atomic({"model": m.run.model.state_dict(), "epoch": m.state.epoch,
-                                        "regularizers": {r.name: r.state_dict() for r in m.run.regs}}, m.run.best_path)
+                m.run.best = copy.deepcopy({"model": m.run.model.state_dict(), "epoch": m.state.epoch,
+                                            "regularizers": {r.name: r.state_dict() for r in m.run.regs}})
     return rows
 
 
 def _save_checkpoint(m: Member) -> None:
-    """Solo's ``save_checkpoint``, with the member's own generator states as ``rng``."""
-    run = m.run
-    checkpoint.save_atomic({
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
-        "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
-        "rng": m.rng, "state": asdict(m.state),
-    }, run.last_path)
+    """Solo's ``save_checkpoint`` (best.pt if due, then last.pt), with the member's own generators as ``rng``."""
+    checkpoint.set_rng_state(m.rng)  # what solo's checkpoint records is the global state: make it the member's
+    solo.save_checkpoint(m.run, m.state)
 
 
 def _finish(m: Member, K: int) -> None:

@@ -1,0 +1,210 @@
+"""Stacked training (regbench.stack) against the solo loop: same start, same steps, same run dirs.
+
+Every test composes real configs (debug=tiny, shrunk further) and trains real models on MNIST-1D.
+On CPU a stacked member draws exactly the random numbers its solo run draws, so stacked and solo
+runs agree to float tolerance (batched kernels sum in another order), and a killed stack resumes exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import REPO, compose, read_metrics, read_result
+
+from regbench import checkpoint
+from regbench import stack as S
+from regbench import train as solo
+
+TINY = ["debug=tiny", "trainer.max_epochs=2", "dataset.n_train=200", "trainer.checkpoint_every_s=0"]
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def cfgs(*overrides, seeds=(0, 1), lrs=None):
+    lrs = lrs or [None] * len(seeds)
+    return [compose(*TINY, f"seed={s}", *overrides, *([f"optimizer.lr={lr}"] if lr else [])) for s, lr in zip(seeds, lrs)]
+
+
+def weights(run_dir: Path) -> dict:
+    return checkpoint.load(Path(run_dir) / "checkpoints" / "last.pt")["model"]
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+# ------------------------------------------------------------------------------------- keys
+
+def test_stack_key_ignores_numbers_and_separates_shapes():
+    base = compose(*TINY, "model=mlp", "regularizer=[dropout,weight_decay]")
+    numbers = compose(*TINY, "model=mlp", "regularizer=[dropout,weight_decay]", "seed=3", "optimizer.lr=0.003",
+                      "regularizer.dropout.p=0.1", "regularizer.weight_decay.strength=0.01", "dataset.label_noise=0.2",
+                      "scheduler=cosine", "trainer.early_stopping.patience=3")
+    assert S.stack_key(base) is not None
+    assert S.stack_key(base) == S.stack_key(numbers)
+    for other in (["model.width=50"], ["trainer.batch_size=50"], ["trainer.max_epochs=3"], ["optimizer=sgd"],
+                  ["dataset.n_train=150"]):
+        changed = compose(*TINY, "model=mlp", "regularizer=[dropout,weight_decay]", *other)
+        assert S.stack_key(changed) != S.stack_key(base), other
+
+
+def test_regularizers_without_a_stacked_form_fall_back_with_a_reason():
+    for reg, word in (("ema", "shadow"), ("weight_noise", "parametrization")):
+        cfg = compose(*TINY, "model=mlp", f"regularizer=[{reg}]")
+        assert S.stack_key(cfg) is None
+        assert word in S.why_not_stackable(cfg)
+    assert "optimizer" in S.why_not_stackable(compose(*TINY, "optimizer=rmsprop"))
+    assert "resume=best" in S.why_not_stackable(compose(*TINY, "resume=best"))
+    for reg in ("dropout", "batchnorm", "layernorm", "groupnorm", "instancenorm", "weight_decay", "l1", "l2",
+                "signal_shift", "augment_signal", "mixup", "label_smoothing", "grad_clip", "max_norm", "noise"):
+        assert S.why_not_stackable(compose(*TINY, "model=cnn1d", f"regularizer=[{reg}]")) is None, reg
+
+
+def test_train_stacked_refuses_configs_of_different_keys(tmp_path):
+    mixed = [compose(*TINY, "model=mlp"), compose(*TINY, "model=mlp", "model.width=50")]
+    with pytest.raises(ValueError, match="stack_key"):
+        S.train_stacked(mixed, [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a").exists()
+
+
+# ------------------------------------------------------------------------- equivalence with solo
+
+def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
+    configs = cfgs("model=cnn1d", "regularizer=[batchnorm]", seeds=(0, 5))
+    members = [S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)]
+    stack = S.Stack(members)
+    views = stack.param_views(stack.P.detach())
+    for k, cfg in enumerate(configs):
+        model = solo.build_run(cfg, tmp_path / f"solo{k}").model
+        for view, p in zip(views, model.parameters()):
+            assert torch.equal(view[k], p.detach())
+        for name, b in model.named_buffers():
+            assert torch.equal(stack.buffers[name][k], b)
+    assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
+
+
+# Every stacked regularizer against its solo form; SGD's first step is -lr·gradient, so equal weights after
+# it mean equal gradients. Members differ in seed and lr (and strengths), so per-member rates are checked too.
+CASES = {
+    "adam-dropout-weight_decay-l1": ["model=mlp", "regularizer=[dropout,weight_decay,l1]", "regularizer.l1.strength=1e-3"],
+    "sgd-batchnorm-mixup-label_smoothing-l2-grad_clip": [
+        "model=mlp", "regularizer=[batchnorm,mixup,label_smoothing,l2,grad_clip]", "optimizer=sgd",
+        "optimizer.momentum=0.9", "optimizer.nesterov=true", "regularizer.grad_clip.max_norm=0.5", "scheduler=cosine"],
+    "sgd-cnn1d-layernorm-augment_signal-max_norm-noise-l1": [
+        "model=cnn1d", "regularizer=[layernorm,augment_signal,max_norm,noise,l1]", "optimizer=sgd",
+        "regularizer.max_norm.c=0.5", "regularizer.l1.strength=1e-3", "scheduler=warmup"],
+    "adam-cnn1d-batchnorm-dropout-signal_shift": ["model=cnn1d", "regularizer=[batchnorm,dropout,signal_shift]",
+                                                  "regularizer.dropout.input_p=0.1"],
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_first_steps_match_solo(case, tmp_path):
+    lr = 0.05 if "sgd" in case else 0.01
+    configs = cfgs(*CASES[case], seeds=(0, 1), lrs=(lr, lr / 3))
+    stacked = S.train_stacked(configs, [tmp_path / f"stack{k}" for k in range(2)])
+    for k, cfg in enumerate(configs):
+        alone = solo.train(cfg, tmp_path / f"solo{k}")
+        assert stacked[k]["stacked"] == 2 and stacked[k]["status"] == "completed"
+        assert stacked[k]["run_id"] == alone["run_id"] and stacked[k]["steps"] == alone["steps"] == 4
+        for key in METRICS:
+            assert stacked[k][key] == pytest.approx(alone[key], rel=1e-5, abs=1e-6), key
+        for a, b in zip(strip(read_metrics(tmp_path / f"stack{k}")), strip(read_metrics(tmp_path / f"solo{k}"))):
+            assert a.keys() == b.keys() and a["lr"] == b["lr"]
+            for key in ("train_loss", "val_loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5), key
+        mine, theirs = weights(tmp_path / f"stack{k}"), weights(tmp_path / f"solo{k}")
+        assert mine.keys() == theirs.keys()
+        for name in theirs:
+            torch.testing.assert_close(mine[name], theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+        assert weights(tmp_path / "stack0") is not None
+    first = weights(tmp_path / "stack0")
+    assert any(not torch.equal(first[n], v) for n, v in weights(tmp_path / "stack1").items())
+
+
+# ------------------------------------------------------------------------------- per-member control
+
+def test_one_member_diverges_one_stops_early_and_their_sibling_is_untouched(tmp_path):
+    common = ["model=mlp", "trainer.max_epochs=5"]
+    configs = [compose(*TINY, *common, "seed=0"),
+               compose(*TINY, *common, "seed=1", "optimizer.lr=1e12"),
+               compose(*TINY, *common, "seed=2", "trainer.early_stopping.patience=0",
+                       "trainer.early_stopping.min_delta=2")]  # no epoch after the first can improve by 2
+    dirs = [tmp_path / f"m{k}" for k in range(3)]
+    results = S.train_stacked(configs, dirs)
+    assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
+    assert results[0]["epochs_run"] == 5 and results[2]["epochs_run"] == 2
+    assert results[1]["test_acc"] is None and read_metrics(dirs[1])[-1]["train_loss"] is None
+    assert results[2]["selected"] == "best" and results[2]["best_epoch"] == 1
+    alone = solo.train(configs[0], tmp_path / "solo0")
+    for key in METRICS:
+        assert results[0][key] == pytest.approx(alone[key], rel=1e-5), key
+    assert all(r["stacked"] == 3 for r in results)
+    rerun = S.train_stacked(configs, dirs)  # finished members are not retrained
+    assert all(r.get("skipped") for r in rerun)
+
+
+# ------------------------------------------------------------------------------------ kill and resume
+
+KILL_ARGS = ["debug=tiny", "model=mlp", "regularizer=[dropout,mixup]", "trainer.max_epochs=8", "dataset.n_train=1000",
+             "trainer.checkpoint_every_s=0"]
+SCRIPT = textwrap.dedent("""
+    import sys
+    from regbench.config import compose
+    from regbench.stack import train_stacked
+    args, root = sys.argv[2:], sys.argv[1]
+    train_stacked([compose([*args, f"seed={s}"]) for s in range(3)], [f"{root}/m{s}" for s in range(3)])
+""")
+
+
+def test_sigkill_then_rerun_resumes_every_member_and_a_member_resumes_solo(tmp_path):
+    configs = [compose(*KILL_ARGS, f"seed={s}") for s in range(3)]
+    reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(killed), *KILL_ARGS], cwd=REPO, env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not all((killed / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(killed / f"m{s}")) >= 3
+                  for s in range(3)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
+
+    alone = solo.train(configs[0], killed / "m0")  # a stacked member's checkpoint continues in the solo loop
+    assert "stacked" not in alone
+    resumed = S.train_stacked(configs, [killed / f"m{s}" for s in range(3)])
+    assert resumed[0].get("skipped")
+    for s in (1, 2):  # the stack resumed: exact
+        for key in (*METRICS, "best_epoch", "epochs_run", "steps"):
+            assert resumed[s][key] == reference[s][key], key
+        assert strip(read_metrics(killed / f"m{s}")) == strip(read_metrics(tmp_path / f"ref{s}"))
+    for key in METRICS:  # solo after stacked: the same random draws, float tolerance
+        assert alone[key] == pytest.approx(reference[0][key], rel=1e-4), key
+
+
+# ------------------------------------------------------------------------------------------- W&B
+
+def test_wandb_offline_one_run_per_member(tmp_path):
+    configs = [compose(*TINY, "model=mlp", "logger=wandb", f"seed={s}", "regularizer=[dropout]") for s in range(2)]
+    results = S.train_stacked(configs, [tmp_path / f"m{s}" for s in range(2)])
+    ids = set()
+    for s, result in enumerate(results):
+        (offline,) = (tmp_path / f"m{s}" / "wandb").glob("offline-run-*")
+        (log,) = offline.glob("run-*.wandb")
+        data = log.read_bytes()
+        for name in (b"train_loss", b"val_acc", b"test_acc", b"dropout"):
+            assert name in data, name
+        assert result["logger_id"] == offline.name.rsplit("-", 1)[1] == read_result(tmp_path / f"m{s}")["logger_id"]
+        ids.add(result["logger_id"])
+    assert len(ids) == 2
