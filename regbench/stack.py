@@ -176,6 +176,10 @@ def _build_shapes(cfg: DictConfig):
 
 def why_not_stackable(cfg: DictConfig) -> str | None:
     """Why ``cfg`` must train alone (one line for the log), or None if it can train in a stack."""
+    return _reason(cfg, *_build_shapes(cfg))
+
+
+def _reason(cfg: DictConfig, regs, model) -> str | None:
     if cfg.resume == "best":
         return "resume=best restarts from best.pt without optimizer state: solo only"
     t = cfg.trainer
@@ -185,7 +189,6 @@ def why_not_stackable(cfg: DictConfig) -> str | None:
     reason = _optimizer_reason(cfg.optimizer)
     if reason:
         return reason
-    regs, model = _build_shapes(cfg)
     for reg in regs:
         reason = regularizer_reason(reg)
         if reason:
@@ -202,9 +205,9 @@ def stack_key(cfg: DictConfig) -> str | None:
     its lr, and the same regularizers in the same order apart from their numbers. Seeds, learning rates,
     schedules, regularizer strengths and rates, patience, study name and logger may differ.
     """
-    if why_not_stackable(cfg):
-        return None
     regs, model = _build_shapes(cfg)
+    if _reason(cfg, regs, model):
+        return None
     t = cfg.trainer
     data = {k: v for k, v in to_container(cfg.dataset).items() if k not in _DATA_VALUE_KEYS}
     optimizer = {k: v for k, v in to_container(cfg.optimizer).items() if k != "lr"}
@@ -691,10 +694,10 @@ class Stack:
 def _check_same_key(cfgs: list[DictConfig]) -> None:
     keys = []
     for cfg in cfgs:
-        reason = why_not_stackable(cfg)
-        if reason:
-            raise ValueError(f"seed={cfg.seed}: cannot train stacked: {reason}")
-        keys.append(stack_key(cfg))
+        key = stack_key(cfg)
+        if key is None:
+            raise ValueError(f"seed={cfg.seed}: cannot train stacked: {why_not_stackable(cfg)}")
+        keys.append(key)
     if len(set(keys)) > 1:
         raise ValueError("configurations of one stack must share one stack_key (network shape, data shapes, "
                          f"batch size, epochs, optimizer apart from lr); got {len(set(keys))} keys")
