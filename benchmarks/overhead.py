@@ -5,17 +5,28 @@ optimizer. Two ratios are printed:
 - train steps/s: time inside the training loops only (regbench's ``train_time_s``);
 - wall: whole runs, where regbench also evaluates train and val each epoch, checkpoints
   atomically and writes metrics; the bare loop evaluates val once per epoch.
-Target (issue #2): train-step ratio ≥ 0.90 for mlp and cnn1d on CPU.
+Target (issue #2): train-step ratio ≥ 0.90 for mlp and cnn1d on CPU; (issue #11) wall ratio ≥ 0.95.
 
-    python benchmarks/overhead.py [--epochs 20] [--repeats 3] [--threads N]
+Then the fixed costs, in fresh processes as a user pays them (skip with --no-fixed):
+- start-up: `regbench run model=mlp trainer.max_epochs=1` outside its own training, over a bare script that
+  imports torch and builds the same model and Adam optimizer (target: ≤ 1.0 s more);
+- per-run sweep overhead: an 8-seed one-epoch sweep over a 1-seed one, per extra run, less the runs' own
+  training and evaluation, with logger=none and with W&B offline (targets: ≤ 0.15 s and ≤ 0.3 s).
+
+    python benchmarks/overhead.py [--epochs 20] [--repeats 3] [--threads N] [--no-fixed]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,12 +69,50 @@ def regbench_loop(cfg) -> tuple[float, float, int]:
     return result["train_time_s"], time.perf_counter() - wall, result["steps"]
 
 
+BARE_SCRIPT = """
+import torch
+from torch import nn
+model = nn.Sequential(nn.Flatten(), nn.Linear(40, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 10))
+torch.optim.Adam(model.parameters(), lr=1e-2)
+"""
+
+
+def timed(cmd: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "offline"})
+    return time.perf_counter() - start
+
+
+def in_run_seconds(folder: Path) -> float:
+    """The runs' own time (training, evaluation, checkpoints: result.json's wall_time_s), summed."""
+    return sum(json.loads(p.read_text())["wall_time_s"] for p in folder.glob("**/result.json"))
+
+
+def fixed_costs(repeats: int) -> None:
+    run = [sys.executable, "-m", "regbench", "run", "model=mlp", "trainer.max_epochs=1", "trainer.progress=false"]
+    startup, sweep_none, sweep_wandb = [], [], []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(repeats):
+            bare = timed([sys.executable, "-c", BARE_SCRIPT], d)
+            ours = timed([*run, "logger=none", f"hydra.run.dir={d}/single{i}"], d) - in_run_seconds(Path(d) / f"single{i}")
+            startup.append(ours - bare)
+            for logger, out in (("none", sweep_none), ("wandb", sweep_wandb)):
+                one, eight = Path(d) / f"{logger}1-{i}", Path(d) / f"{logger}8-{i}"
+                t1 = timed([*run, "-m", "seed=0", f"logger={logger}", f"hydra.sweep.dir={one}"], d) - in_run_seconds(one)
+                t8 = timed([*run, "-m", "seed=0,1,2,3,4,5,6,7", f"logger={logger}", f"hydra.sweep.dir={eight}"], d) - in_run_seconds(eight)
+                out.append((t8 - t1) / 7)
+    print(f"start-up over a bare torch script (model + Adam): {statistics.median(startup):+.2f} s   (target ≤ 1.0 s)")
+    print(f"sweep overhead per run, logger=none: {statistics.median(sweep_none):.2f} s   (target ≤ 0.15 s)")
+    print(f"sweep overhead per run, W&B offline: {statistics.median(sweep_wandb):.2f} s   (target ≤ 0.3 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default="mlp,cnn1d")
+    parser.add_argument("--no-fixed", dest="fixed", action="store_false", help="skip the start-up and sweep figures")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,6 +130,8 @@ def main() -> None:
         b_wall = statistics.median(w for _, w, _ in bare)
         o_wall = statistics.median(w for _, w, _ in ours)
         print(f"{model:8} {b_sps:13.1f} {o_sps:17.1f} {o_sps / b_sps:6.2f}   {b_wall:11.2f} {o_wall:15.2f} {b_wall / o_wall:6.2f}")
+    if args.fixed:
+        fixed_costs(args.repeats)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ VALUE_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "
 class RunArgs:
     """`regbench run`'s arguments, walked once: Hydra's overrides, the config name, the mode."""
 
-    argv: list[str]
+    flags: list[str] = field(default_factory=list)  # Hydra's flags with their values, in order
     overrides: list[str] = field(default_factory=list)
     config_name: str = "config"
     multirun: bool = False
@@ -50,28 +50,28 @@ class RunArgs:
 
 
 def parse_run_args(argv: list[str]) -> RunArgs:
-    args = RunArgs(list(argv))
+    """Walk the arguments once. Flags may come anywhere (`regbench run model=mlp -m seed=0,1`): Hydra gets
+    them first, as its parser needs."""
+    args = RunArgs()
     it = iter(argv)
     for a in it:
         flag = a.split("=", 1)[0]
-        if a in ("-m", "--multirun"):
-            args.multirun = True
-        elif flag in INFO_FLAGS:
-            args.info = True
-            if a in VALUE_FLAGS:
-                next(it, None)
-        elif a in ("--config-name", "-cn"):
-            args.config_name = next(it, "config")
+        if not a.startswith("-"):
+            args.overrides.append(a)
+            continue
+        if flag not in INFO_FLAGS and flag not in VALUE_FLAGS and a not in ("-m", "--multirun"):
+            _error(f"unknown flag {a!r} (Hydra flags: -m, --cfg, --info, -cn; see regbench run --help)")
+        args.flags.append(a)
+        if a in VALUE_FLAGS:  # the value is the next argument
+            value = next(it, None)
+            if value is not None:
+                args.flags.append(value)
+            if a in ("--config-name", "-cn"):
+                args.config_name = value or "config"
         elif flag == "--config-name":
             args.config_name = a.split("=", 1)[1]
-        elif a in VALUE_FLAGS:
-            next(it, None)
-        elif flag in VALUE_FLAGS:
-            pass
-        elif a.startswith("-"):
-            _error(f"unknown flag {a!r} (Hydra flags: -m, --cfg, --info, -cn; see regbench run --help)")
-        else:
-            args.overrides.append(a)
+        args.multirun |= a in ("-m", "--multirun")
+        args.info |= flag in INFO_FLAGS
     return args
 
 
@@ -93,7 +93,7 @@ def run(argv: list[str]) -> int:
             return 0
     from regbench import app
 
-    sys.argv = ["regbench run", *args.argv]
+    sys.argv = ["regbench run", *args.flags, *args.overrides]
     app.hydra_main()
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep
