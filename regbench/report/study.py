@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from regbench.errors import UserError
-from regbench.sweep.results import METRICS, SEED, factors, load_runs, per_config
+from regbench.sweep.results import METRICS, SEED, factors, load_runs, per_config, short_names
 
 #: Config groups selected as lists (``regularizer=[dropout,weight_decay]``): one yes/no column per member.
 MULTI_SELECT = ("regularizer",)
@@ -310,21 +310,6 @@ class Study:
 
     def numeric_factor(self, factor: str) -> bool:
         return factor in self.factors and all(as_number(c.settings[factor]) is not None for c in self.conditions)
-
-
-def short_names(keys: list[str]) -> dict[str, str]:
-    """The shortest dotted suffix of each key that is unique: dataset.label_noise → label_noise."""
-    out = {}
-    for key in keys:
-        parts = key.split(".")
-        for i in range(len(parts) - 1, -1, -1):
-            name = ".".join(parts[i:])
-            if sum(k == name or k.endswith("." + name) for k in keys) == 1:
-                out[key] = name
-                break
-        else:
-            out[key] = key
-    return out
 
 
 def _seed_order(s: pd.Series) -> pd.Series:

@@ -201,8 +201,9 @@ def configs_table(runs: pd.DataFrame, configs: pd.DataFrame, title: str | None =
     keys = [k for k in factors(runs)] if not runs.empty else []
     shown = [m for m in SHOWN if f"{m}_mean" in configs and configs[f"{m}_mean"].notna().any()]
     table = Table(title=title, title_justify="left")
-    for k, short in zip(keys, short_names(keys)):
-        table.add_column(escape(short))
+    short = short_names(keys)
+    for k in keys:
+        table.add_column(escape(short[k]))
     table.add_column("n", justify="right")
     for m in shown:
         table.add_column(m, justify="right")
@@ -224,10 +225,19 @@ def _natural(value) -> tuple:
         return (1, 0.0, str(value))
 
 
-def short_names(keys: list[str]) -> list[str]:
-    """Column headers: the last part of each key (``dataset.label_noise`` → ``label_noise``) unless two collide."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return [s if last.count(s) == 1 else k for k, s in zip(keys, last)]
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each key that is unique: dataset.label_noise → label_noise."""
+    out = {}
+    for key in keys:
+        parts = key.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            name = ".".join(parts[i:])
+            if sum(k == name or k.endswith("." + name) for k in keys) == 1:
+                out[key] = name
+                break
+        else:
+            out[key] = key
+    return out
 
 
 def _fmt(x: float, metric: str) -> str:

@@ -11,7 +11,7 @@ def test_provenance_names_command_code_dates_and_hardware(reports, sweep_runs):
     text = (sweep / "report.md").read_text()
     provenance = text.split("## Provenance", 1)[1]
     assert ("regbench run -m seed=0,1,2 'regularizer=[],[dropout],[weight_decay],[dropout,weight_decay]' model=mlp "
-            "trainer.max_epochs=2") in provenance
+            "debug=tiny trainer.max_epochs=2") in provenance
     assert f"hydra.sweep.dir={sweep}" in provenance
     results = [r["result"] for r in sweep_runs(sweep)]
     commits = {r["git_commit"] for r in results}
