@@ -7,7 +7,7 @@
 A sweep that is still running, or had failures, gets a report of what finished, saying what did not.
 Modules: :mod:`.study` (runs → configurations, baseline), :mod:`.effects` (Welch CIs, factorial
 effects), :mod:`.tables`, :mod:`.figures`, :mod:`.provenance`, :mod:`.document` (Markdown, HTML),
-:mod:`.wandb_summary` (only for online W&B studies).
+:mod:`.wandb_report` (only for online W&B studies).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
                  formats=FORMATS, report_args: list[str] | None = None) -> dict[str, Path]:
     """Write the report files into ``sweep_dir`` and return {kind: path}."""
     from regbench.report import document as doc
-    from regbench.report import effects, figures, provenance, tables, wandb_summary
+    from regbench.report import effects, figures, provenance, tables, wandb_report
     from regbench.report.study import Study
     from regbench.sweep.results import METRICS
 
@@ -102,13 +102,13 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
     # ---- provenance, W&B
     prov = provenance.collect(study, report_args)
     wandb_line = "not uploaded: no run of this sweep logged to W&B online (tables and figures stay in the sweep directory)"
-    target = wandb_summary.online_target(study.configs)
+    target = wandb_report.online_target(study.configs)
     if target:
         try:
-            url = wandb_summary.upload(target, saved, drawn, {"sweep_dir": str(sweep_dir), "metric": metric,
+            url = wandb_report.upload(target, saved, drawn, {"sweep_dir": str(sweep_dir), "metric": metric,
                                                               "baseline": study.baseline.label if study.baseline else None},
                                        sweep_dir)
-            wandb_line = f"uploaded to the summary run {url} (project {target['project']}, group {target['group']}, job_type report)"
+            wandb_line = f"uploaded to the report run {url} (project {target['project']}, group {target['group']}, job_type report)"
         except Exception as e:  # noqa: BLE001 - no network must not lose the local report
             wandb_line = f"upload to W&B failed ({type(e).__name__}: {e}); the local files are complete"
 

@@ -1,7 +1,7 @@
 """Send the report to Weights & Biases, only for studies whose runs were online.
 
 A run was online when its logger was ``wandb`` and its mode ``online`` (``WANDB_MODE`` in the
-environment wins, as in :mod:`regbench.loggers.wandb`). Then one summary run joins the study's
+environment wins, as in :mod:`regbench.loggers.wandb`). Then one report run joins the study's
 group (``job_type="report"``) with the tables as ``wandb.Table`` and the figures as images.
 Otherwise nothing leaves the machine and wandb is not even imported.
 """

@@ -1,4 +1,4 @@
-"""W&B: a summary run only for online studies (checked against a stand-in wandb module, no network)."""
+"""W&B: a report run only for online studies (checked against a stand-in wandb module, no network)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import types
 import yaml
 
 from regbench.report import write_report
-from regbench.report.wandb_summary import online_target
+from regbench.report.wandb_report import online_target
 
 
 def _configs(mode: str, name: str = "wandb") -> dict:
@@ -64,4 +64,4 @@ def test_online_study_gets_a_report_run_in_its_group(reports, tmp_path, monkeypa
     assert tables["tables/ablation"][1]["n"].tolist() == [1] * 8
     assert len(images) == len(list((sweep / "figures").glob("*.png"))) and all(v[0] == "Image" for v in images.values())
     assert calls["finished"]
-    assert "uploaded to the summary run https://wandb.example/p/runs/report1" in (sweep / "report.md").read_text()
+    assert "uploaded to the report run https://wandb.example/p/runs/report1" in (sweep / "report.md").read_text()
