@@ -80,7 +80,7 @@ def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
     from regbench.train import FINISHED, RESULT_FILE, read_result, train
 
     rid = run_id(cfg)
-    previous = read_result(run_dir)
+    previous = read_result(run_dir) if cfg.resume is True else None  # resume=false: a damaged result is replaced
     if cfg.resume is True and previous and previous.get("run_id") == rid and previous.get("status") in FINISHED:
         return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
     with hold(run_dir, rid), job_resources(cfg, hc):

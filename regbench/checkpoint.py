@@ -1,4 +1,9 @@
-"""Checkpoints that survive a kill at any instant, and the random state that makes resume exact."""
+"""Checkpoints that survive a kill at any instant, and the random state that makes resume exact.
+
+A checkpoint holds tensors and plain Python values only (numpy's generator state is stored as a
+tensor), so it loads with ``torch.load(weights_only=True)``: a file that needs more — a pickle that
+would run code, a checkpoint of regbench 0.1 — is refused with one line, never executed.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,27 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def load(path: Path, map_location="cpu"):
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """The checkpoint at ``path``; DamagedFile (one line naming it and the choices) if it cannot be read safely."""
+    import pickle
+    import zipfile
+
+    from regbench.errors import CHECKPOINT_CHOICES, DamagedFile
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() and zipfile.is_zipfile(path):  # a whole file, refused
+            raise DamagedFile(path, "holds objects a regbench checkpoint never holds (code, or a regbench 0.1 checkpoint) "
+                                    "and is not loaded", "start again with resume=false, or remove it") from None
+        raise DamagedFile(path, "is damaged (not a checkpoint: cut off or overwritten)", CHECKPOINT_CHOICES) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+        reason = "is empty" if Path(path).exists() and Path(path).stat().st_size == 0 else f"is damaged ({_first_line(e)})"
+        raise DamagedFile(path, reason, CHECKPOINT_CHOICES) from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:120]
 
 
 def seed_everything(seed: int) -> None:
@@ -27,7 +52,10 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     if getattr(torch, "mps", None) is not None and torch.backends.mps.is_available():
@@ -37,7 +65,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -9,6 +9,19 @@ class ConfigError(UserError):
     """The composed configuration is invalid."""
 
 
+class DamagedFile(UserError):
+    """A file regbench wrote is cut off, overwritten, or holds what it never writes."""
+
+    def __init__(self, path, reason: str, choices: str = ""):
+        self.path = path
+        super().__init__(f"{path} {reason}" + (f"; {choices}" if choices else ""))
+
+
+#: What a damaged ``last.pt`` leaves a user to choose from (nothing is deleted unasked).
+CHECKPOINT_CHOICES = ("resume from best.pt with resume=best (not exact), start again with resume=false "
+                      "(the damaged file is then replaced), or move the file away")
+
+
 class DataNotFound(UserError):
     """A dataset's files are not on disk and cannot be downloaded."""
 
@@ -21,6 +34,8 @@ def check_range(key: str, value, low=None, high=None, *, low_inclusive: bool = T
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} must be a number")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{key}={value} must be a finite number")
     too_low = low is not None and (value < low or (value == low and not low_inclusive))
     too_high = high is not None and (value > high or (value == high and not high_inclusive))
     if too_low or too_high:

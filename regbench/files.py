@@ -67,6 +67,48 @@ def append_jsonl(path: Path, row: dict) -> None:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object regbench wrote (result.json): None if absent, DamagedFile if cut off, empty or not an object."""
+    from regbench.errors import DamagedFile
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise DamagedFile(path, f"cannot be read ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise DamagedFile(path, "is empty" if not text.strip() else "is cut off or not JSON") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file (metrics.jsonl) that are objects; any other line is skipped with a warning
+    naming the file and line (a kill can cut the last line short)."""
+    import logging
+
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return rows
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif line.strip():
+            logging.getLogger("regbench").warning("%s:%d is not a metrics row; skipped", path, number)
+    return rows
+
+
 @cache
 def git_commit() -> str | None:
     """The commit regbench runs from, marked when the checkout has uncommitted changes; None outside git."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ import regbench
 from regbench import build, checkpoint, rundir
 from regbench.config import run_id, to_container
 from regbench.data.base import DataSplits, stratified_subsample
-from regbench.files import append_jsonl, git_commit, write_atomic, write_json, write_jsonl
+from regbench.files import append_jsonl, git_commit, read_json, read_jsonl, write_atomic, write_json, write_jsonl
 from regbench.regularizers.base import Regularizer
 
 log = logging.getLogger("regbench")
@@ -80,21 +79,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def read_result(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / RESULT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of a metrics.jsonl that can be read (a damaged line is skipped)."""
-    rows = []
-    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "epoch" in row:
-            rows.append(row)
-    return rows
+    """The run's result.json, None if there is none; DamagedFile (one line) if it cannot be read."""
+    return read_json(Path(run_dir) / RESULT_FILE)
 
 
 HOOKS = ("transform_batch", "penalty", "after_backward", "before_step", "after_step", "eval_model")
@@ -169,7 +155,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     rid = run_id(cfg)
     rundir.check_identity(run_dir, rid)
-    previous = read_result(run_dir)
+    previous = read_result(run_dir) if cfg.resume is True else None  # resume=false: a damaged result is replaced
     if previous and previous.get("status") in FINISHED and cfg.resume is True:
         log.info("%s: already %s, not retrained", run_dir, previous["status"])
         return {**previous, "skipped": True}
@@ -305,7 +291,7 @@ def resume_from_best(run: Run, rid: str) -> RunState:
     run.model.load_state_dict(best["model"])
     for reg in run.regs:
         reg.load_state_dict(best["regularizers"].get(reg.name, {}))
-    history = [row for row in read_metrics(run.run_dir / METRICS_FILE) if row["epoch"] <= best["epoch"]]
+    history = [row for row in read_jsonl(run.run_dir / METRICS_FILE) if row.get("epoch", math.inf) <= best["epoch"]]
     state = RunState(rid, epoch=best["epoch"], step=best["epoch"] * run.steps_per_epoch, history=history)
     for row in history:
         run.stopper.update(row[run.stopper.monitor] if row[run.stopper.monitor] is not None else math.nan, row["epoch"])

@@ -71,21 +71,27 @@ def check_run_dir(run_dir: Path, cfg) -> dict | None:
     busy = rundir.holder(run_dir)
     if busy:
         raise rundir.RunDirBusy(f"{run_dir} is being trained by another process ({busy}); wait for it, or stop it and re-run")
-    result = _read_result(run_dir)
-    if cfg.resume is True and result and result.get("run_id") == rid and result.get("status") in ("completed", "diverged"):
+    result = _read_result(run_dir) if cfg.resume is True else None
+    if result and result.get("run_id") == rid and result.get("status") in ("completed", "diverged"):
         return result
     _check_writable(run_dir)
+    resumed_from = {True: "last.pt", "best": "best.pt"}.get(cfg.resume)
+    if resumed_from and (run_dir / "checkpoints" / resumed_from).exists():
+        from regbench import checkpoint
+
+        checkpoint.load(run_dir / "checkpoints" / resumed_from)  # a damaged file is one line (DamagedFile) now, not later
     return None
 
 
 def _read_result(run_dir: Path) -> dict | None:
-    import json
+    from regbench.errors import DamagedFile
+    from regbench.files import read_json
 
     try:
-        data = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return read_json(run_dir / "result.json")
+    except DamagedFile as e:
+        raise DamagedFile(e.path, str(e).split(" ", 1)[1], "re-run with resume=false (that run is trained again and "
+                          "the file replaced), or move the file away") from None
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -125,8 +131,9 @@ class Composer:
 
         from regbench.config import compose
 
-        if not self.shortcut:
-            return compose(overrides, self.config_name, return_hydra_config=True)
+        if not self.shortcut:  # a job's overrides hold no hydra.* ones (as Hydra's): add the command's
+            hydra_lines = [line for line in self.fixed_lines if line.lstrip("+~").startswith(("hydra.", "hydra/"))]
+            return compose([*hydra_lines, *overrides], self.config_name, return_hydra_config=True)
         own = [o for o in self.parser.parse_overrides(overrides) if o.input_line not in self.fixed_lines]
         groups = tuple(self.fixed_lines + [o.input_line for o in own if self._is_group(o)])
         if groups not in self.cache:

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import os
 
-from regbench.errors import check_choice
+from regbench.errors import ConfigError, check_choice
 
 
 MODES = ("offline", "online", "disabled")
+MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 
 
 class WandbLogger:
     def __init__(self, project: str = "regbench", mode: str = "offline", entity: str | None = None, tags=()):
         check_choice("mode", mode, MODES)
+        if not isinstance(project, str) or not project or any(c in project for c in "/\\#?%:"):
+            raise ConfigError(f"project={project!r} must be a W&B project name: no / \\ # ? % : characters")
+        for tag in tags:
+            if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
+                raise ConfigError(f"tags: {tag!r} must be a W&B tag of 1 to {MAX_TAG_LENGTH} characters")
         self.project, self.entity, self.extra_tags = project, entity, list(tags)
         # The environment wins (WANDB_MODE=online on a machine with network); otherwise the config's mode.
         self.mode = os.environ.get("WANDB_MODE") or mode

@@ -8,7 +8,6 @@ exactly the runs that trained the same thing.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ import pandas as pd
 import yaml
 
 from regbench.errors import UserError
+from regbench.errors import DamagedFile
+from regbench.files import read_json, read_jsonl
 from regbench.sweep.results import METRICS, SEED, factors, load_runs, per_config, short_names
 
 #: Config groups selected as lists (``regularizer=[dropout,weight_decay]``): one yes/no column per member.
@@ -26,8 +27,8 @@ NOTHING = ("", "none", "null", "[]", "nan")
 #: Settings of a clean baseline: no regularizer, true labels, real inputs.
 CLEAN = {"dataset.label_noise": 0.0, "dataset.input_corruption": "none"}
 #: Statuses of runs that did not finish (no result yet) and of runs that finished badly.
-UNFINISHED, FAILED = ("running", "interrupted", "pending", "not started"), ("failed", "diverged")
-STATUS_ORDER = ("completed", "stopped", "diverged", "failed", "running", "interrupted", "pending", "not started")
+UNFINISHED, FAILED = ("running", "interrupted", "damaged", "pending", "not started"), ("failed", "diverged")
+STATUS_ORDER = ("completed", "stopped", "diverged", "failed", "damaged", "running", "interrupted", "pending", "not started")
 #: The value of a key a configuration does not have (the λ of a regularizer that is not active).
 NOT_APPLICABLE = "—"
 
@@ -282,15 +283,7 @@ class Study:
     def history(self, run_dir: str) -> pd.DataFrame:
         """The run's metrics.jsonl as a table (epoch, step, train_loss, train_acc, val_loss, val_acc, ...)."""
         if run_dir not in self._histories:
-            path = self.sweep_dir / run_dir / "metrics.jsonl"
-            rows = []
-            if path.exists():
-                for line in path.read_text().splitlines():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass  # a line cut short by a kill
-            frame = pd.DataFrame(rows)
+            frame = pd.DataFrame(read_jsonl(self.sweep_dir / run_dir / "metrics.jsonl"))  # bad lines skipped
             for col in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 if col in frame:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
@@ -318,8 +311,8 @@ def _seed_order(s: pd.Series) -> pd.Series:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, json.JSONDecodeError):
+        return read_json(path)
+    except DamagedFile:  # the run is "damaged" in the run table, and out of the statistics
         return None
 
 

@@ -92,8 +92,8 @@ def command_jobs(overrides: list[str], config_name: str = "config") -> tuple[Dic
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     cfg = compose(fixed, config_name, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.overrides.task = list(overrides)
+    with open_dict(cfg):  # as Hydra splits them: hydra.* and hydra/... overrides name no job and no folder
+        cfg.hydra.overrides.task = [o.input_line for o in parsed if not o.get_key_element().lstrip("+~").startswith(("hydra.", "hydra/"))]
     return cfg, expected_jobs(cfg, sampled=True)
 
 

@@ -14,13 +14,13 @@ sweep dir and prints the configurations. It reads only finished files, so it wor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from regbench.files import write_atomic
+from regbench.errors import DamagedFile
+from regbench.files import read_json, read_jsonl, write_atomic
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap",
            "best_epoch", "epochs_run", "steps", "wall_time_s", "steps_per_s",
@@ -30,7 +30,7 @@ SEED = "seed"
 #: 99% leaves room for a few duplicated inputs with different labels). Same threshold as regbench.report.
 FIT_ACC = 0.99
 #: Statuses, in the order they are reported.
-STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "pending")
+STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "damaged", "pending")
 RESULTS_CSV, RESULTS_PARQUET, CONFIGS_CSV = "results.csv", "results.parquet", "configs.csv"
 #: Metrics shown on the console (all of them are in the files).
 SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
@@ -60,14 +60,7 @@ def run_status(run_dir: Path, result: dict) -> str:
 
 def first_fit(run_dir: Path, threshold: float = FIT_ACC) -> dict | None:
     """The first logged epoch whose training accuracy reached ``threshold`` (its epoch and step), or None."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a kill
+    for row in read_jsonl(Path(run_dir) / "metrics.jsonl"):
         if (row.get("train_acc") or 0) >= threshold:
             return row
     return None
@@ -89,12 +82,12 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     rows = []
     for d in run_dirs(sweep_dir):
-        result_path = d / "result.json"
         try:
-            result = json.loads(result_path.read_text()) if result_path.exists() else {}
-        except ValueError:
-            result = {}
-        row = {"run_dir": str(d.relative_to(sweep_dir)) if d != sweep_dir else ".", "status": run_status(d, result),
+            result, damage = read_json(d / "result.json") or {}, None
+        except DamagedFile as e:  # counted as damaged, kept out of every statistic, never deleted
+            result, damage = {}, str(e)
+        status = "damaged" if damage else run_status(d, result)
+        row = {"run_dir": str(d.relative_to(sweep_dir)) if d != sweep_dir else ".", "status": status,
                "run_id": result.get("run_id"), **read_overrides(d)}
         if SEED not in row and "seed" in result:
             row[SEED] = str(result["seed"])
@@ -104,7 +97,7 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
             row["gap"] = row["train_acc"] - row["test_acc"]  # generalization gap in accuracy
         fit = first_fit(d) if row["status"] in ("completed", "diverged", "running", "interrupted") else None
         row["epochs_to_fit"], row["steps_to_fit"] = (fit["epoch"], fit.get("step")) if fit else (None, None)
-        row["error"] = result.get("error")
+        row["error"] = damage or result.get("error")
         rows.append(row)
     if expected:
         seen = {r["run_dir"] for r in rows}
@@ -255,6 +248,9 @@ def print_failures(runs: pd.DataFrame, console) -> None:
         error = row.get("error") if isinstance(row.get("error"), str) else "no error recorded"
         console.print(f"  [red]failed[/red] {escape(row['run_dir'])}: {escape(error)} (traceback in its regbench.log)",
                       soft_wrap=True, highlight=False)
+    for _, row in runs[runs["status"] == "damaged"].iterrows():
+        console.print(f"  [red]damaged[/red] {escape(row['error'])}: re-run that job with resume=false, or move the file "
+                      "away (nothing was deleted)", soft_wrap=True, highlight=False)
     for _, row in runs[runs["status"] == "diverged"].iterrows():
         console.print(f"  [yellow]diverged[/yellow] {escape(row['run_dir'])}: the training loss became non-finite "
                       "(a result, not a failure)", soft_wrap=True, highlight=False)
