@@ -9,18 +9,12 @@ A sampling sweeper (Optuna) draws its jobs as it goes: only their number is know
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 MULTIRUN_FILE = "multirun.yaml"
-RUNNING_FILE = ".running"  # in a run dir while a job trains in it: {"host", "pid", "started"}
 
 
 @dataclass(frozen=True)
@@ -135,38 +129,3 @@ def _subdir(cfg: DictConfig, override_dirname: str, num: int) -> str:
         return str(job_cfg.hydra.sweep.subdir)
     except Exception:  # a template that cannot be resolved outside Hydra: Hydra's default layout
         return str(num)
-
-
-# ------------------------------------------------------------------------------- jobs running now
-
-@contextmanager
-def running(run_dir: Path):
-    """Mark ``run_dir`` as held by this process while the block runs."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    marker = run_dir / RUNNING_FILE
-    marker.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
-    try:
-        yield
-    finally:
-        marker.unlink(missing_ok=True)
-
-
-def is_running(run_dir: Path) -> bool:
-    """True if a job is training in ``run_dir`` now, as far as can be told: its process is alive on this
-    host, or it runs on another host (which cannot be checked from here; a job killed there leaves a
-    marker until the sweep is re-run)."""
-    try:
-        info = json.loads((Path(run_dir) / RUNNING_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return True
-    return True

@@ -47,7 +47,7 @@ def run_status(run_dir: Path, result: dict) -> str:
     """completed / diverged from result.json; running if a live job holds the dir (a failed run being
     retrained included); failed from result.json; else interrupted (a checkpoint but no job: the sweep
     command resumes it) or pending (nothing saved yet)."""
-    from regbench.sweep.jobs import is_running
+    from regbench.rundir import is_running
 
     if result.get("status") in ("completed", "diverged"):
         return result["status"]

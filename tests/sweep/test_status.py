@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 
 import pytest
 
 from regbench.cli import main
+from regbench.rundir import hold
 from regbench.sweep.status import count
 
 
@@ -19,13 +19,12 @@ def test_status_counts_every_state(finished_sweep, tmp_path, capsys):
     a, b, c, d = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     (a / "result.json").unlink()  # killed after a checkpoint: resumes on re-run
     (b / "result.json").unlink()  # a live job holds it
-    (b / ".running").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     shutil.rmtree(c)  # not started yet: known from multirun.yaml
     (d / "result.json").write_text(json.dumps({"status": "failed", "error": "ValueError: corrupt file", "seed": 1}))
-    counts = count(sweep_dir)
-    assert {k: v for k, v in counts.items() if v} == {"interrupted": 1, "running": 1, "pending": 1, "failed": 1}
-
-    assert main(["status", str(sweep_dir)]) == 0
+    with hold(b, (b / ".regbench-run").read_text().strip()):
+        counts = count(sweep_dir)
+        assert {k: v for k, v in counts.items() if v} == {"interrupted": 1, "running": 1, "pending": 1, "failed": 1}
+        assert main(["status", str(sweep_dir)]) == 0
     out = capsys.readouterr().out
     assert "4 runs:" in out and "1 running" in out and "1 failed" in out and "1 pending" in out
     assert "ValueError: corrupt file" in out and "interrupted" in out
@@ -54,5 +53,6 @@ def test_a_failed_run_being_retrained_is_running(finished_sweep, tmp_path):
     shutil.copytree(finished_sweep, sweep_dir)
     a = sorted(p for p in sweep_dir.iterdir() if p.is_dir())[0]
     (a / "result.json").write_text(json.dumps({"status": "failed", "error": "ValueError: corrupt file"}))
-    (a / ".running").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    assert count(sweep_dir)["running"] == 1
+    with hold(a, (a / ".regbench-run").read_text().strip()):  # as the job retraining it holds its run dir
+        assert count(sweep_dir)["running"] == 1
+    assert count(sweep_dir)["running"] == 0 and count(sweep_dir)["failed"] == 1
