@@ -26,15 +26,17 @@ class DataNotFound(UserError):
     """A dataset's files are not on disk and cannot be downloaded."""
 
 
-def check_range(key: str, value, low=None, high=None, *, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+def check_range(key: str, value, low=None, high=None, *, low_inclusive: bool = True, high_inclusive: bool = True,
+                allow_inf: bool = False) -> None:
     """Raise a ConfigError naming ``key`` unless low ≤ value ≤ high (bounds optional, each inclusive or not).
 
     Constructors call this with their own argument names; the builder that instantiates them
     prefixes the config path, so the user reads ``regularizer.dropout.p=1.5 is out of range [0, 1)``.
+    NaN is always refused, and so is ±inf unless ``allow_inf`` (where inf means "no limit": max_norm=inf).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} must be a number")
-    if value != value or value in (float("inf"), float("-inf")):
+    if value != value or (value in (float("inf"), float("-inf")) and not allow_inf):
         raise ConfigError(f"{key}={value} must be a finite number")
     too_low = low is not None and (value < low or (value == low and not low_inclusive))
     too_high = high is not None and (value > high or (value == high and not high_inclusive))

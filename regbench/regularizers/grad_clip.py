@@ -20,7 +20,7 @@ class GradClip(Regularizer):
     """``torch.nn.utils.clip_grad_norm_`` over every parameter, after each backward."""
 
     def __init__(self, max_norm: float = 1.0):
-        check_range("max_norm", max_norm, 0, low_inclusive=False)
+        check_range("max_norm", max_norm, 0, low_inclusive=False, allow_inf=True)  # inf: no clipping
         self.max_norm = float(max_norm)
 
     def after_backward(self, model):

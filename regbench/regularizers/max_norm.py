@@ -26,7 +26,7 @@ class MaxNorm(Regularizer):
     """‖wᵢ‖₂ ≤ c for every unit i, enforced after each step (and once at setup)."""
 
     def __init__(self, c: float = 3.0):
-        check_range("c", c, 0, low_inclusive=False)
+        check_range("c", c, 0, low_inclusive=False, allow_inf=True)  # inf: no constraint
         self.c = float(c)
         self.params: list[torch.nn.Parameter] = []
         self.covered: list[str] = []
