@@ -35,7 +35,7 @@ def load(path: Path, map_location="cpu"):
             raise DamagedFile(path, "holds objects a regbench checkpoint never holds (code, or a regbench 0.1 checkpoint) "
                                     "and is not loaded", "start again with resume=false, or remove it") from None
         raise DamagedFile(path, "is damaged (not a checkpoint: cut off or overwritten)", CHECKPOINT_CHOICES) from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # random bytes make the unpickler fail in many ways (EOFError, IndexError, …)
         reason = "is empty" if Path(path).exists() and Path(path).stat().st_size == 0 else f"is damaged ({_first_line(e)})"
         raise DamagedFile(path, reason, CHECKPOINT_CHOICES) from None
 
