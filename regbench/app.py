@@ -9,6 +9,8 @@ job trains in its own directory and:
 - when jobs share the machine (joblib, submitit_local), limits torch to its share of the CPU
   cores, and with several GPUs takes one of its own (:mod:`regbench.sweep.machine`);
 - tags its W&B run with its values of the factors the sweep varies (the group is the study name);
+- in a sweep whose jobs train stacked (:mod:`regbench.sweep.stacks`), trains its whole stack if it leads
+  one, and nothing if it is another member of a stack (its leader trains it);
 - returns the objective as a number to a sampling sweeper (Optuna): ``val_acc`` when the sweeper
   maximizes, ``val_loss`` when it minimizes.
 
@@ -54,10 +56,19 @@ def run_job(cfg: DictConfig) -> dict | float:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    part = None
     if multirun:
-        _tag_varied_factors(cfg, hc)
+        from regbench.sweep.stacks import role
+
+        _tag_varied_factors(cfg, list(hc.overrides.task), hc.sweep.dir)
+        part = role(Path(hc.sweep.dir), run_dir, run_id(cfg))
     try:
-        result = _train_held(cfg, run_dir, hc, multirun)
+        if part is None:
+            result = _train_held(cfg, run_dir, hc, multirun)
+        elif part.leader:
+            result = _train_stack(cfg, hc, part.members)
+        else:
+            result = _stack_member(run_dir, part.members)
     except UserError as e:
         if multirun:  # refused: another configuration or writer owns the folder; nothing written into it
             log.error("job refused: %s", e)
@@ -76,29 +87,97 @@ def run_job(cfg: DictConfig) -> dict | float:
 
 
 def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
-    from regbench.files import write_json
-    from regbench.train import FINISHED, RESULT_FILE, read_result, train
+    from regbench.train import FINISHED, read_result, train
 
     rid = run_id(cfg)
     previous = read_result(run_dir) if cfg.resume is True else None  # resume=false: a damaged result is replaced
     if cfg.resume is True and previous and previous.get("run_id") == rid and previous.get("status") in FINISHED:
         return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
     with hold(run_dir, rid), job_resources(cfg, hc):
-        try:
+        if not multirun:
             return train(cfg, run_dir)
+        return _train_recorded(cfg, run_dir, list(hc.overrides.task))
+
+
+def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+    """Train a job of a sweep (its dir held): a failure is recorded in its result.json and returned, not raised."""
+    from regbench.files import write_json
+    from regbench.train import RESULT_FILE, train
+
+    try:
+        return train(cfg, run_dir)
+    except (RunDirConflict, RunDirBusy):
+        raise
+    except Exception as e:
+        log.error("job %s failed:\n%s", run_dir.name, traceback.format_exc())
+        result = {"status": "failed", "run_id": run_id(cfg), "seed": cfg.seed, "name": cfg.name,
+                  "error": f"{type(e).__name__}: {e}", "overrides": list(overrides)}
+        try:
+            write_json(run_dir / RESULT_FILE, result)
+        except OSError as write_error:
+            log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_error)
+        return result
+
+
+def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> dict:
+    """The leader of a stack (:mod:`regbench.sweep.stacks`): train every member, each in its own run dir under
+    its own lock; return the leader's result. A member another process holds is left to that process."""
+    from contextlib import ExitStack
+
+    from omegaconf import OmegaConf
+
+    from regbench.stack import train_stacked
+
+    sweep_dir = Path(hc.sweep.dir)
+    cfgs, dirs, held_members = [], [], []
+    with ExitStack() as held:
+        for k, m in enumerate(members):
+            member_cfg = cfg if k == 0 else OmegaConf.create(m["config"])
+            if k:
+                _tag_varied_factors(member_cfg, m["overrides"], sweep_dir)
+            try:
+                held.enter_context(hold(sweep_dir / m["dirname"], m["run_id"]))
+            except RunDirBusy as e:
+                if k == 0:
+                    raise
+                log.warning("left out of the stack: %s", e)
+                continue
+            cfgs.append(member_cfg)
+            dirs.append(sweep_dir / m["dirname"])
+            held_members.append(m)
+        held.enter_context(job_resources(cfg, hc))
+        try:
+            return train_stacked(cfgs, dirs)[0]
         except (RunDirConflict, RunDirBusy):
             raise
-        except Exception as e:
-            if not multirun:
-                raise
-            log.error("job failed:\n%s", traceback.format_exc())
-            result = {"status": "failed", "run_id": rid, "seed": cfg.seed, "name": cfg.name,
-                      "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task)}
-            try:
-                write_json(run_dir / RESULT_FILE, result)
-            except OSError as write_error:
-                log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_error)
-            return result
+        except Exception:
+            # One member's failure must not fail its siblings: each unfinished member trains alone, from its
+            # checkpoint, and fails (recorded in its result.json) or completes on its own.
+            log.error("stack failed; its %d members train alone:\n%s", len(cfgs), traceback.format_exc())
+            results = [_train_recorded(c, d, m["overrides"]) for c, d, m in zip(cfgs, dirs, held_members)]
+            return results[0]
+
+
+def _stack_member(run_dir: Path, members: list[dict]) -> dict:
+    """A member of a stack trains nothing: its leader trains it. Its result if the leader has written it,
+    else ``stacked`` (the leader is at it in another process, or will be; the sweep's end reads the files)."""
+    from regbench.errors import DamagedFile
+    from regbench.train import FINISHED, read_result
+
+    leader = members[0]["dirname"]
+    try:
+        result = read_result(run_dir)
+    except DamagedFile:
+        result = None
+    if result and result.get("status") in (*FINISHED, "failed"):
+        if result["status"] == "failed":
+            log.error("failed in the stack of %d led by %s (its regbench.log holds the traceback): %s",
+                      len(members), leader, result.get("error"))
+        else:
+            log.info("trained in the stack of %d led by %s: %s", len(members), leader, result["status"])
+        return result
+    log.info("trained in the stack of %d led by %s", len(members), leader)
+    return {"status": "stacked", "leader": leader}
 
 
 def objective(result: dict, direction) -> float:
@@ -111,18 +190,18 @@ def objective(result: dict, direction) -> float:
 
 # ------------------------------------------------------------------------------------ W&B tags
 
-def _tag_varied_factors(cfg: DictConfig, hc) -> None:
+def _tag_varied_factors(cfg: DictConfig, overrides: list[str], sweep_dir) -> None:
     """Add ``key=value`` tags for the factors this sweep varies (seed excepted: it is in the config)."""
     if "tags" not in cfg.get("logger", {}):
         return
     from regbench.sweep.jobs import load_multirun, varied_keys
 
     try:
-        varied = set(varied_keys(load_multirun(hc.sweep.dir))) - {"seed"}
+        varied = set(varied_keys(load_multirun(sweep_dir))) - {"seed"}
     except Exception:  # no multirun.yaml (a custom sweeper): every override is a candidate
         varied = None
     tags = []
-    for line in hc.overrides.task:
+    for line in overrides:
         key = line.split("=", 1)[0].lstrip("+~")
         if varied is None or key in varied:
             tags.append(line.lstrip("+~")[:MAX_TAG_LENGTH])

@@ -244,7 +244,15 @@ def check_run(cfg: DictConfig) -> None:
         raise ConfigError(f"name is {len(name.encode())} bytes long; at most {MAX_NAME_LENGTH}")
     check_int("seed", cfg.seed, 0)
     check_choice("resume", cfg.resume, (True, False, "best"))
+    check_stack(cfg.get("stack", "auto"))
     check_trainer(cfg.trainer)
+
+
+def check_stack(value) -> None:
+    """``stack`` (how a sweep's runs train together, :mod:`regbench.sweep.stacks`): ``auto`` or a whole number ≥ 1."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    raise ConfigError(f"stack={value!r}: must be auto or a whole number ≥ 1 (1 trains every run alone)")
 
 
 def check(cfg: DictConfig) -> None:

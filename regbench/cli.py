@@ -91,6 +91,10 @@ def run(argv: list[str]) -> int:
 
             print_result({**plan.finished, "skipped": True}, plan.run_dir)
             return 0
+        if args.multirun:
+            from regbench.sweep.stacks import prepare
+
+            prepare(plan)
     from regbench import app
 
     sys.argv = ["regbench run", *args.flags, *args.overrides]

@@ -9,7 +9,7 @@ and what is allowed; the CLI prints it and exits with code 2.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -28,6 +28,7 @@ class Plan:
     sweep_dir: Path | None  # hydra.sweep.dir for -m, else None
     finished: dict | None = None  # a single run already completed (or diverged): its result, nothing to train
     run_dir: Path | None = None  # a single run's directory
+    configs: list = field(default_factory=list)  # per job: its composed config, None if finished (or not checked)
 
 
 def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False) -> Plan:
@@ -55,6 +56,7 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
         if known_dirs:
             run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
             plan.run_dir, plan.finished = run_dir, check_run_dir(run_dir, cfg)
+        plan.configs.append(cfg if plan.finished is None else None)
     if multirun:
         plan.run_dir = plan.finished = None
     return plan

@@ -54,7 +54,9 @@ def job_resources(cfg: DictConfig, hc):
     if hc.mode != RunMode.MULTIRUN:
         yield
         return
-    n_jobs = _sweep_size(Path(hc.sweep.dir))
+    from regbench.sweep.stacks import units
+
+    n_jobs = units(Path(hc.sweep.dir)) or _sweep_size(Path(hc.sweep.dir))  # a stack counts as one job
     threads = cpu_threads(hc.launcher, n_jobs)
     if threads and not cfg.trainer.num_threads:
         import torch

@@ -63,7 +63,12 @@ def test_failures_are_isolated_recorded_and_rerun(run_sweep, tmp_path, capsys):
     for d in by_status["failed"]:
         result = json.loads((sweep_dir / d / "result.json").read_text())
         assert result["status"] == "failed" and result["run_id"] and "a bug in the user's regularizer" in result["error"]
-        assert "Traceback" in (sweep_dir / d / "regbench.log").read_text()  # its own log holds the traceback
+        own_log = (sweep_dir / d / "regbench.log").read_text()
+        if "in the stack of" in own_log:  # trained by its stack's leader: the leader's log holds the traceback
+            assert "a bug in the user's regularizer" in own_log
+            leader = own_log.split("led by ")[1].split(" (")[0]
+            own_log = (sweep_dir / leader / "regbench.log").read_text()
+        assert "Traceback" in own_log
     assert "2 failed" in out.stdout and out.stdout.count("failed ") >= 2 and "diverged" in out.stdout
 
     assert main(["status", str(sweep_dir)]) == 0

@@ -51,8 +51,11 @@ def test_joblib_gives_the_sequential_table(sequential, run_sweep, small_sweep):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert_same_table(sequential, sweep_dir)
     assert_one_wandb_run_per_job(sweep_dir)
-    for log in sweep_dir.glob("*/regbench.log"):  # two jobs side by side split the cores
-        assert "2 job(s) share" in log.read_text()
+    logs = [log.read_text() for log in sweep_dir.glob("*/regbench.log")]
+    leaders = [text for text in logs if "in the stack of" not in text]  # the others' leaders trained them
+    assert len(logs) == 4 and len(leaders) == 2  # two stacks (none, dropout) of two seeds, one per worker
+    for text in leaders:  # two jobs side by side split the cores
+        assert "2 job(s) share" in text and "training 2 runs stacked" in text
 
 
 @pytest.mark.slow

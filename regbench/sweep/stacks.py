@@ -1,0 +1,204 @@
+"""Which jobs of a sweep train together (stacked training, :mod:`regbench.stack`), and who trains them.
+
+`regbench run -m` knows every job of a basic-sweeper sweep before Hydra launches it (the pre-check
+composes them all). :func:`plan_stacks` groups the jobs still to train by :func:`regbench.stack.stack_key`
+and cuts each group into stacks; :func:`write_plan` records them in ``<sweep dir>/.regbench-stacks.json``.
+Hydra then launches every job as usual, with whatever launcher the command names:
+
+- the first job of a stack in launch order, its **leader**, trains the whole stack (holding every
+  member's run-dir lock), so a stack is the unit a joblib worker or a cluster job runs;
+- the other jobs of the stack, its **members**, train nothing: they report the result the leader wrote,
+  or ``stacked`` while the leader is still at it (in another process).
+
+Each member's run dir ends exactly as its solo run's would (plus ``"stacked": K`` in ``result.json``),
+so a killed stacked sweep resumes with the same command, stacked or with ``stack=1``.
+
+The top-level key ``stack`` sizes the stacks: ``auto`` (stack what can stack, as many as fit; under a
+launcher that runs P jobs side by side, at least P stacks so every worker has one), a number (at most
+that many members per stack), ``1`` (every job alone). It is not part of a run's id or folder name.
+Jobs that cannot stack (another network shape, a regularizer with no stacked form) train alone; the
+launching process says why, once per reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("regbench")
+
+PLAN_FILE = ".regbench-stacks.json"
+
+
+@dataclass
+class StackPlan:
+    stacks: list[list[int]] = field(default_factory=list)  # indices into the entries, launch order, leader first
+    alone: dict[str, list[int]] = field(default_factory=dict)  # reason → indices of jobs that train alone
+    units: int = 0  # jobs a launcher actually runs: stacks + jobs alone (finished ones excluded)
+
+
+def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
+    """Stacks for the composed configurations ``cfgs`` of the jobs still to train (None for a finished job).
+
+    ``parallel``: jobs the launcher runs side by side; ``stack=auto`` cuts stacks so that at least that many
+    units exist (each joblib worker trains a stack of its own)."""
+    from regbench.stack import MAX_STACK_CPU, stack_key, why_not_stackable
+
+    plan = StackPlan()
+    groups: dict[tuple, list[int]] = {}
+    keys: dict[str, str | None] = {}  # stack_key builds a meta model: once per distinct setting
+    for i, cfg in enumerate(cfgs):
+        if cfg is None:
+            continue
+        if cfg.get("stack", 1) == 1:
+            plan.alone.setdefault("stack=1", []).append(i)
+            continue
+        shape = _shape_yaml(cfg)
+        if shape not in keys:
+            keys[shape] = stack_key(cfg)
+            if keys[shape] is None:
+                keys[shape + "\0why"] = why_not_stackable(cfg)
+        if keys[shape] is None:
+            plan.alone.setdefault(keys[shape + "\0why"], []).append(i)
+        else:
+            groups.setdefault((keys[shape], cfg.stack), []).append(i)
+    cuts = {g: math.ceil(len(members) / (MAX_STACK_CPU if g[1] == "auto" else int(g[1]))) for g, members in groups.items()}
+    solo = sum(len(v) for v in plan.alone.values())
+    while solo + sum(cuts.values()) < parallel:  # auto: one stack per worker at least
+        splittable = [g for g in groups if g[1] == "auto" and len(groups[g]) > cuts[g]]
+        if not splittable:
+            break
+        widest = max(splittable, key=lambda g: len(groups[g]) / cuts[g])
+        cuts[widest] += 1
+    for g, members in groups.items():
+        for chunk in _even_chunks(members, cuts[g]):
+            if len(chunk) == 1:
+                plan.alone.setdefault("a stack of one", []).append(chunk[0])
+            else:
+                plan.stacks.append(chunk)
+    plan.units = len(plan.stacks) + sum(len(v) for v in plan.alone.values())
+    return plan
+
+
+def _shape_yaml(cfg) -> str:
+    """Everything :func:`regbench.stack.stack_key` reads except seed and numbers that do not change shapes:
+    configurations equal here have equal keys (the cache key of :func:`plan_stacks`)."""
+    from omegaconf import OmegaConf
+
+    from regbench.config import to_container
+
+    data = to_container(cfg)
+    for key in ("seed", "name", "logger", "stack", "resume"):
+        data.pop(key, None)
+    data.get("optimizer", {}).pop("lr", None)
+    data.get("dataset", {}).pop("label_noise", None)
+    return OmegaConf.to_yaml(data) + f"resume={cfg.get('resume')}"
+
+
+def _even_chunks(items: list, n: int) -> list[list]:
+    """``items`` in ``n`` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), n)
+    out, start = [], 0
+    for k in range(n):
+        end = start + size + (1 if k < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return [c for c in out if c]
+
+
+# ------------------------------------------------------------------------------------------- the plan file
+
+def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list, overrides: list[list[str]]) -> None:
+    """Record ``plan`` for the jobs (by folder name); with no stack, remove an earlier plan (this command
+    trains every job alone). Each stack lists its members' resolved configurations and overrides."""
+    from regbench.config import run_id, to_container
+    from regbench.files import write_json
+
+    path = Path(sweep_dir) / PLAN_FILE
+    if not plan.stacks:
+        path.unlink(missing_ok=True)
+        return
+    stacks = []
+    for members in plan.stacks:
+        stacks.append([{"dirname": dirnames[i], "run_id": run_id(cfgs[i]), "config": to_container(cfgs[i]),
+                        "overrides": list(overrides[i])} for i in members])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"units": plan.units, "stacks": stacks})
+
+
+@dataclass
+class Role:
+    leader: bool
+    members: list[dict]  # the stack, leader first: dirname, run_id, config, overrides
+
+
+_PLANS: dict[str, dict | None] = {}
+
+
+def read_plan(sweep_dir: Path) -> dict | None:
+    key = str(sweep_dir)
+    if key not in _PLANS:
+        path = Path(sweep_dir) / PLAN_FILE
+        try:
+            _PLANS[key] = json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError) as e:
+            log.warning("%s cannot be read (%s): every job trains alone", path, e)
+            _PLANS[key] = None
+    return _PLANS[key]
+
+
+def role(sweep_dir: Path, run_dir: Path, rid: str) -> Role | None:
+    """This job's part in a stack of the sweep's plan, or None: it trains alone. A plan entry whose run id
+    is not this job's (a plan left by another command) is ignored."""
+    plan = read_plan(sweep_dir)
+    if not plan:
+        return None
+    name = os.path.relpath(Path(run_dir).resolve(), Path(sweep_dir).resolve())
+    for members in plan["stacks"]:
+        for k, m in enumerate(members):
+            if m["dirname"] == name and m["run_id"] == rid:
+                return Role(leader=k == 0, members=members)
+    return None
+
+
+def units(sweep_dir: Path) -> int | None:
+    """How many jobs of the sweep train (stacks count one), from its plan; None without a plan."""
+    plan = read_plan(sweep_dir)
+    return plan["units"] if plan else None
+
+
+def describe(plan: StackPlan, n_jobs: int) -> list[str]:
+    """Lines for the launching process's log: the stacks and why the other jobs train alone."""
+    lines = []
+    if plan.stacks:
+        sizes = sorted((len(s) for s in plan.stacks), reverse=True)
+        lines.append(f"stack: {sum(sizes)} of {n_jobs} runs train in {len(sizes)} stack(s) of "
+                     f"{', '.join(map(str, sizes))}")
+    for reason, members in plan.alone.items():
+        if reason not in ("stack=1", "a stack of one"):
+            lines.append(f"stack: {len(members)} run(s) train alone: {reason}")
+    return lines
+
+
+def prepare(plan) -> None:
+    """In the launching process, after the pre-check (:class:`regbench.validate.Plan`): plan the stacks of a
+    basic-sweeper sweep, write the plan file and log the stacks. Nothing trains here."""
+    from regbench.sweep.jobs import is_basic_sweeper
+    from regbench.sweep.machine import parallel_jobs
+
+    todo = [c for c in plan.configs if c is not None]
+    if plan.sweep_dir is None or not todo or not is_basic_sweeper(todo[0]):
+        if plan.sweep_dir is not None:
+            (Path(plan.sweep_dir) / PLAN_FILE).unlink(missing_ok=True)
+        return
+    stacks = plan_stacks(plan.configs, parallel_jobs(todo[0].hydra.launcher, len(todo)))
+    jobs = plan.jobs[:len(plan.configs)]
+    write_plan(plan.sweep_dir, stacks, [j.dirname for j in jobs], plan.configs, [j.overrides for j in jobs])
+    from regbench.console import console
+
+    for line in describe(stacks, len(todo)):
+        console().print(line, markup=False, soft_wrap=True)
