@@ -1,61 +1,52 @@
-"""Runs/hour of one sweep trained sequentially and stacked (issue #10).
+"""Runs/hour of one sweep trained sequentially, with joblib, stacked, and stacked under joblib (issue #10).
 
 The sweep: 16 seeds of one model on MNIST-1D, 60 epochs, early stopping off, local files only
-(logger=none), every run writing its run dir as `regbench run` does. Columns:
-- sequential: ``regbench.train.train`` on each configuration, one after another, in this process;
-- stacked: ``regbench.stack.train_stacked`` on all of them (stacks sized by ``max_stack_size``);
-- (joblib and stacked-under-joblib columns: added with the sweep wiring, see ``JOBLIB_COLUMNS``.)
-Targets on the 2-core CPU of issue #10: stacked ≥ 3× sequential for mlp, ≥ 2× for cnn1d.
-It runs unchanged on CUDA (trainer.device=auto).
+(logger=none). Every column is the real command, `regbench run -m seed=0,...,15 model=<model> ...`, in a
+fresh process, timed from start to exit (start-up, pre-check, Hydra, training, tables), so the ratios are
+what a user's study gains:
 
-    python benchmarks/stacked.py [--quick] [--models mlp cnn1d] [--seeds 16] [--epochs 60] [--threads 1]
+- sequential: ``stack=1`` (every run alone), Hydra's basic launcher;
+- joblib: ``stack=1 hydra/launcher=joblib`` (one job per core, each limited to its share of the threads);
+- stacked: ``stack=auto`` (the 16 runs train as one stack);
+- stacked+joblib: ``stack=auto hydra/launcher=joblib`` (one stack per worker).
 
-``--threads`` sets trainer.num_threads for both columns (default 1: on a machine shared with other
-work, a second thread spinning on a busy core slows small models down several times).
+Targets on the 2-core CPU of issue #10: stacked ≥ 3× sequential for mlp, ≥ 2× for cnn1d. It runs
+unchanged on CUDA (trainer.device=auto). The last lines are ``stacked speedup <model>: <ratio>x``.
+
+    python benchmarks/stacked.py [--quick] [--models mlp cnn1d] [--seeds 16] [--epochs 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from regbench.config import compose
-from regbench.stack import train_stacked
-from regbench.train import train
-
-#: Columns to add once the sweep path launches stacks (name → function(cfgs, root) → seconds).
-JOBLIB_COLUMNS: dict = {}
+COLUMNS = {
+    "sequential": ["stack=1"],
+    "joblib": ["stack=1", "hydra/launcher=joblib"],
+    "stacked": ["stack=auto"],
+    "stacked+joblib": ["stack=auto", "hydra/launcher=joblib"],
+}
 
 
-def configs(model: str, seeds: int, epochs: int, threads: int) -> list:
-    overrides = [f"model={model}", f"trainer.max_epochs={epochs}", "trainer.early_stopping.patience=null",
-                 "logger=none", "trainer.progress=false", f"trainer.num_threads={threads}", "trainer.device=auto"]
-    return [compose([*overrides, f"seed={s}"]) for s in range(seeds)]
-
-
-def sequential(cfgs, root: Path) -> float:
+def sweep_seconds(model: str, seeds: int, epochs: int, column: list[str], root: Path) -> float:
+    """Wall time of the whole `regbench run -m` command."""
+    command = [sys.executable, "-m", "regbench", "run", "-m", f"seed={','.join(map(str, range(seeds)))}",
+               f"model={model}", f"trainer.max_epochs={epochs}", "trainer.early_stopping.patience=null",
+               "logger=none", "trainer.progress=false", "trainer.device=auto", *column, f"hydra.sweep.dir={root}"]
     start = time.perf_counter()
-    for i, cfg in enumerate(cfgs):
-        train(cfg, root / f"seed{i}")
-    _sync()
-    return time.perf_counter() - start
-
-
-def stacked(cfgs, root: Path) -> float:
-    start = time.perf_counter()
-    results = train_stacked(cfgs, [root / f"seed{i}" for i in range(len(cfgs))])
-    _sync()
-    assert all(r["status"] == "completed" and r["stacked"] >= 1 for r in results), results
-    return time.perf_counter() - start
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    out = subprocess.run(command, capture_output=True, text=True, cwd=root.parent)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    stacked = "stack=auto" in column
+    if stacked and " runs train in " not in out.stdout:
+        sys.exit(f"the stacked column did not stack:\n{out.stdout[-2000:]}")
+    return seconds
 
 
 def main() -> None:
@@ -64,28 +55,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn1d"])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs = 4, 3
-    columns = {"sequential": sequential, "stacked": stacked, **JOBLIB_COLUMNS}
-    with tempfile.TemporaryDirectory() as root:  # untimed: data cache, imports (deterministic mode pulls in dynamo)
-        warm = configs(args.models[0], 2, 1, args.threads)
-        sequential(warm[:1], Path(root) / "seq")
-        stacked(warm, Path(root) / "stack")
-    print(f"{args.seeds} seeds × {args.epochs} epochs, MNIST-1D, early stopping off, threads={args.threads}")
-    print(f"{'model':8s}" + "".join(f"{c + ' runs/h':>20s}" for c in columns) + f"{'seconds (seq / stacked)':>28s}")
+    print(f"{args.seeds} seeds × {args.epochs} epochs, MNIST-1D, early stopping off, whole `regbench run -m` commands")
+    print(f"{'model':8s}" + "".join(f"{c + ' runs/h':>22s}" for c in COLUMNS) + "   seconds per column")
     speedups = {}
     for model in args.models:
-        cfgs = configs(model, args.seeds, args.epochs, args.threads)
         seconds = {}
-        for name, fn in columns.items():
+        for name, column in COLUMNS.items():
             with tempfile.TemporaryDirectory() as root:
-                seconds[name] = fn(cfgs, Path(root))
-        rate = {name: 3600 * len(cfgs) / s for name, s in seconds.items()}
+                seconds[name] = sweep_seconds(model, args.seeds, args.epochs, column, Path(root) / "sweep")
+        rate = {name: 3600 * args.seeds / s for name, s in seconds.items()}
         speedups[model] = rate["stacked"] / rate["sequential"]
-        print(f"{model:8s}" + "".join(f"{rate[c]:20.0f}" for c in columns)
-              + f"{seconds['sequential']:15.1f} / {seconds['stacked']:.1f}", flush=True)
+        print(f"{model:8s}" + "".join(f"{rate[c]:22.0f}" for c in COLUMNS)
+              + "   " + " / ".join(f"{seconds[c]:.1f}" for c in COLUMNS), flush=True)
     for model, ratio in speedups.items():
         print(f"stacked speedup {model}: {ratio:.2f}x")
 
