@@ -76,7 +76,12 @@ def parse_run_args(argv: list[str]) -> RunArgs:
 
 
 def run(argv: list[str]) -> int:
-    args = parse_run_args(argv)
+    return launch(parse_run_args(argv))
+
+
+def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
+    """Check the command, then let Hydra run it; a sweep ends with its table. A study with a search space
+    (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), whose phases come back here."""
     plan = None
     if not args.info:
         from regbench.errors import UserError
@@ -91,6 +96,13 @@ def run(argv: list[str]) -> int:
 
             print_result({**plan.finished, "skipped": True}, plan.run_dir)
             return 0
+        if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("tune", {}).get("space"):
+            from regbench.sweep import tune
+
+            try:
+                return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
+            except UserError as e:
+                _error(str(e))
         if args.multirun:
             from regbench.sweep.stacks import prepare
 
@@ -102,6 +114,8 @@ def run(argv: list[str]) -> int:
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep
 
+        if not table:  # the caller prints the table (the tuned protocol, once for all its final sweeps)
+            return 1 if any(status == "failed" for _, status in app.JOB_STATUSES) else 0
         return end_of_sweep(plan.sweep_dir if plan else None, app.JOB_STATUSES)
     return 1 if any(status == "failed" for _, status in app.JOB_STATUSES) else 0
 

@@ -29,6 +29,7 @@ class Plan:
     finished: dict | None = None  # a single run already completed (or diverged): its result, nothing to train
     run_dir: Path | None = None  # a single run's directory
     configs: list = field(default_factory=list)  # per job: its composed config, None if finished (or not checked)
+    config: object = None  # the first job's composed config
 
 
 def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False) -> Plan:
@@ -57,6 +58,7 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
             run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
             plan.run_dir, plan.finished = run_dir, check_run_dir(run_dir, cfg)
         plan.configs.append(cfg if plan.finished is None else None)
+        plan.config = cfg if plan.config is None else plan.config
     if multirun:
         plan.run_dir = plan.finished = None
     return plan

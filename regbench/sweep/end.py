@@ -12,9 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]]) -> int:
+def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]], every_run: bool = False,
+                 started: float | None = None) -> int:
     """``sweep_dir``: the command's ``hydra.sweep.dir`` (None if unknown: the jobs' common parent is used);
-    ``statuses``: (run dir, status) of the jobs this process saw."""
+    ``statuses``: (run dir, status) of the jobs this process saw; ``every_run``: the table holds every run
+    of the dir, not only those of its last sweep (the tuned protocol's final dir, filled by a sweep per arm);
+    ``started``: when the command started (default: when Hydra wrote the sweep's multirun.yaml)."""
     from rich.markup import escape
 
     from regbench.console import console
@@ -34,8 +37,10 @@ def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]]) -> int
 
     runs, _ = write_tables(sweep_dir)
     cfg = load_multirun(sweep_dir)
-    jobs = expected_jobs(cfg) if cfg is not None else None
-    if jobs is not None:
+    jobs = expected_jobs(cfg) if cfg is not None and not every_run else None
+    if every_run:
+        mine = set(runs["run_dir"]) if not runs.empty else set()
+    elif jobs is not None:
         mine = {j.dirname for j in jobs}
     elif statuses:
         mine = {_relative(d, sweep_dir) for d, _ in statuses}
@@ -46,7 +51,8 @@ def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]]) -> int
     lost = this[this["status"].isin(["pending", "interrupted", "running"])] if not this.empty else this
     failed = counts.get("failed", 0) + len(lost)
 
-    started = (sweep_dir / "multirun.yaml").stat().st_mtime if (sweep_dir / "multirun.yaml").exists() else 0
+    if started is None:
+        started = (sweep_dir / "multirun.yaml").stat().st_mtime if (sweep_dir / "multirun.yaml").exists() else 0
     reused = sum(1 for d in this["run_dir"] if _finished_before(sweep_dir / d, started)) if not this.empty else 0
     line = f"sweep {sweep_dir}: {format_counts(counts)}"
     if reused:

@@ -136,15 +136,21 @@ class Role:
     members: list[dict]  # the stack, leader first: dirname, run_id, config, overrides
 
 
-_PLANS: dict[str, dict | None] = {}
+_PLANS: dict[tuple, dict | None] = {}
 
 
 def read_plan(sweep_dir: Path) -> dict | None:
-    key = str(sweep_dir)
+    """The sweep's plan file, read once per version of it (a process may run several sweeps into one dir:
+    the tuned protocol's final sweeps, or a joblib worker reused by the next command)."""
+    path = Path(sweep_dir) / PLAN_FILE
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _PLANS:
-        path = Path(sweep_dir) / PLAN_FILE
         try:
-            _PLANS[key] = json.loads(path.read_text()) if path.exists() else None
+            _PLANS[key] = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             log.warning("%s cannot be read (%s): every job trains alone", path, e)
             _PLANS[key] = None

@@ -13,7 +13,7 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import REPO, TINY, read_metrics, read_result
+from helpers import TINY, read_metrics, read_result
 
 from regbench.sweep.stacks import PLAN_FILE
 
