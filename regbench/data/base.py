@@ -2,7 +2,8 @@
 
 A dataset module only has to return :class:`RawData` (numpy arrays as they are on disk);
 :func:`prepare` does the rest the same way for all of them: a seeded stratified validation split,
-optional subsampling, Zhang et al.'s randomization tests, normalization with training statistics,
+optional subsampling, Zhang et al.'s randomization tests (training labels; inputs of every split, or of
+train and validation only with ``corrupt_test=False``), normalization with training statistics,
 and the move to the device. Batches are then taken by indexing, with no DataLoader.
 """
 
@@ -81,8 +82,14 @@ def prepare(
     normalize: bool = True,
     split_seed: int = 0,
     corruption_seed: int = 0,
+    corrupt_test: bool = True,
 ) -> DataSplits:
-    """Turn raw arrays into normalized float tensors (on the CPU; the trainer moves them)."""
+    """Turn raw arrays into normalized float tensors (on the CPU; the trainer moves them).
+
+    ``label_noise``, ``input_corruption`` and ``corrupt_test`` are Zhang et al.'s randomization tests;
+    :mod:`regbench.data.corruption` says what each does to each split.
+    """
+    corruption.check_corrupt_test(corrupt_test)
     x = _as_float(raw.x_train)
     y = raw.y_train.astype(np.int64)
     x_test, y_test = _as_float(raw.x_test), raw.y_test.astype(np.int64)
@@ -94,19 +101,17 @@ def prepare(
 
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
 
-    # Zhang et al. (2017): corrupt train and validation alike, in one draw (so shuffled_pixels is one
-    # permutation for both), so memorization is what is measured; test stays clean.
-    rng = np.random.default_rng(corruption_seed)
+    rng = np.random.default_rng(corruption_seed)  # labels, then inputs: see regbench.data.corruption
     info: dict = {"corruption_seed": corruption_seed, "n_train": len(y_train), "n_val": len(y_val), "n_test": len(y_test)}
     n = len(y_train)
     if label_noise > 0:
         y_all, changed = corruption.label_noise(np.concatenate([y_train, y_val]), label_noise, raw.num_classes, rng)
         y_train, y_val = y_all[:n], y_all[n:]
         info["label_noise_realised"] = float(changed[:n].mean())
+    x_train, x_val, x_test = corruption.corrupt_splits(x_train, x_val, x_test, input_corruption, rng,
+                                                       corrupt_test=corrupt_test)
     if input_corruption != "none":
-        stats = (float(x_train.mean()), float(x_train.std()))
-        x_all = corruption.corrupt_inputs(np.concatenate([x_train, x_val]), input_corruption, rng, stats)
-        x_train, x_val = x_all[:n], x_all[n:]
+        info["test_inputs_corrupted"] = corrupt_test  # result.json says which protocol the test accuracy is from
 
     if normalize:
         mean, std = channel_stats(x_train)
