@@ -1,13 +1,16 @@
 """Zhang et al. (2017)'s randomization tests on real data (MNIST-1D, digits) through ``prepare``.
 
-Label noise p changes ≈ p·(K−1)/K of the labels; shuffled pixels apply ONE permutation to every
-example, random pixels one per example; Gaussian inputs match the clean mean and variance.
-Training and validation are corrupted alike, the test split stays clean. And the phenomenon
-itself: an MLP fits fully random labels while its test accuracy stays at chance.
+Label noise p changes ≈ p·(K−1)/K of the training and validation labels, never the test labels.
+Input corruption reaches every split (the paper's protocol): shuffled pixels are ONE permutation,
+read off the training split and checked on validation and test; random pixels one per example;
+Gaussian inputs have the clean training split's mean and variance. ``corrupt_test=False`` leaves
+the test split clean and changes nothing else. And the phenomenon itself: an MLP fits fully random
+labels while its test accuracy stays at chance.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -17,6 +20,7 @@ from helpers import read_metrics, tiny
 
 from regbench.data import digits, mnist1d
 from regbench.data.base import prepare
+from regbench.errors import ConfigError
 from regbench.train import train
 
 K = 10
@@ -56,6 +60,20 @@ def test_fully_random_labels_are_uniform_over_classes(signals):
     assert torch.allclose(counts, torch.full((K,), 1 / K), atol=0.02)
 
 
+SPLITS = ("train", "val", "test")
+CORRUPTIONS = ("shuffled_pixels", "random_pixels", "gaussian")
+
+
+def inputs(data, split: str) -> np.ndarray:
+    """One split's inputs as a numpy array [examples, positions]."""
+    return getattr(data, f"x_{split}").flatten(1).numpy()
+
+
+def same_split(a, b, split: str) -> bool:
+    return torch.equal(getattr(a, f"x_{split}"), getattr(b, f"x_{split}")) and \
+        torch.equal(getattr(a, f"y_{split}"), getattr(b, f"y_{split}"))
+
+
 def recover_permutation(clean: np.ndarray, corrupted: np.ndarray) -> list[int]:
     """For each corrupted position, the clean position whose values it holds for every example."""
     perm = []
@@ -66,46 +84,78 @@ def recover_permutation(clean: np.ndarray, corrupted: np.ndarray) -> list[int]:
     return perm
 
 
+def example_permutation(clean: np.ndarray, corrupted: np.ndarray) -> tuple[int, ...]:
+    """The permutation p with corrupted == clean[p], for one example whose values are all distinct."""
+    assert len(np.unique(clean)) == len(clean), "distinct values: the permutation is unique"
+    order = np.argsort(clean)
+    perm = order[np.searchsorted(clean[order], corrupted)]
+    assert np.array_equal(clean[perm], corrupted)
+    return tuple(perm.tolist())
+
+
 @pytest.mark.parametrize("dataset", ["signals", "images"])
-def test_shuffled_pixels_use_one_permutation_for_all_examples(dataset, request):
+def test_shuffled_pixels_apply_one_permutation_to_every_split(dataset, request):
     raw = request.getfixturevalue(dataset)
     clean, shuffled = splits(raw), splits(raw, input_corruption="shuffled_pixels")
-    a, b = clean.x_train.flatten(1).numpy(), shuffled.x_train.flatten(1).numpy()
-    perm = recover_permutation(a, b)
-    assert np.array_equal(b, a[:, perm])  # one permutation explains every training example
+    perm = recover_permutation(inputs(clean, "train"), inputs(shuffled, "train"))
+    for split in SPLITS:  # the permutation read off the training split explains validation and test too
+        assert np.array_equal(inputs(shuffled, split), inputs(clean, split)[:, perm]), split
+        assert torch.equal(getattr(shuffled, f"y_{split}"), getattr(clean, f"y_{split}"))
     if dataset == "signals":  # MNIST-1D positions are all distinct, so the permutation is unique
-        assert sorted(perm) == list(range(a.shape[1])) and perm != list(range(a.shape[1]))
-    assert not torch.equal(shuffled.x_val, clean.x_val)
-    assert torch.equal(shuffled.x_test, clean.x_test) and torch.equal(shuffled.y_train, clean.y_train)
+        assert sorted(perm) == list(range(40)) and perm != list(range(40))
+    assert shuffled.info["test_inputs_corrupted"] is True
 
 
-def test_shuffled_pixels_share_the_permutation_between_train_and_val(signals):
-    clean, shuffled = splits(signals), splits(signals, input_corruption="shuffled_pixels")
-    train_perm = recover_permutation(clean.x_train.flatten(1).numpy(), shuffled.x_train.flatten(1).numpy())
-    val_perm = recover_permutation(clean.x_val.flatten(1).numpy(), shuffled.x_val.flatten(1).numpy())
-    assert val_perm == train_perm
+def test_random_pixels_permute_each_example_on_its_own_in_every_split(signals):
+    clean, scrambled = splits(signals), splits(signals, input_corruption="random_pixels")
+    for split in SPLITS:
+        a, b = inputs(clean, split), inputs(scrambled, split)
+        perms = {example_permutation(a[i], b[i]) for i in range(len(a))}  # each example keeps its own values
+        assert len(perms) == len(a), f"{split}: a fresh permutation per example"
+        assert (b != a).any(1).all(), split
 
 
-def test_random_pixels_permute_each_example_on_its_own(signals):
-    clean, shuffled = splits(signals), splits(signals, input_corruption="random_pixels")
-    a, b = clean.x_train.flatten(1).numpy(), shuffled.x_train.flatten(1).numpy()
-    assert np.array_equal(np.sort(a, 1), np.sort(b, 1))  # each example keeps its own values
-    # Each example's permutation, recovered from its values (distinct within an example).
-    perms = {tuple(np.argsort(a[i])[np.argsort(np.argsort(b[i]))]) for i in range(200)}
-    assert len(perms) == 200, "a fresh permutation per example"
-    assert not torch.equal(shuffled.x_val, clean.x_val) and torch.equal(shuffled.x_test, clean.x_test)
+@pytest.mark.parametrize("dataset", ["signals", "images"])
+def test_gaussian_inputs_replace_every_split_with_the_training_mean_and_variance(dataset, request):
+    raw = request.getfixturevalue(dataset)
+    clean, noise = splits(raw), splits(raw, input_corruption="gaussian")
+    mean, std = clean.x_train.mean().item(), clean.x_train.std().item()
+    for split in SPLITS:
+        x, ref = inputs(noise, split).ravel(), inputs(clean, split).ravel()
+        assert getattr(noise, f"x_{split}").shape == getattr(clean, f"x_{split}").shape
+        assert getattr(noise, f"x_{split}").dtype == torch.float32
+        n, z = len(x), (x - mean) / std
+        # Every moment within 5 standard errors of N(mean, std²), the training split's clean moments.
+        assert abs(z.mean()) < 5 / n ** 0.5, split
+        assert abs(z.std() - 1) < 5 / (2 * n) ** 0.5, split
+        assert abs((z ** 3).mean()) < 5 * (6 / n) ** 0.5, f"{split}: skewness"
+        assert abs((z ** 4).mean() - 3) < 5 * (24 / n) ** 0.5, f"{split}: kurtosis"
+        assert abs(np.corrcoef(x, ref)[0, 1]) < 0.05, f"{split}: nothing of the clean inputs is left"
+        assert torch.equal(getattr(noise, f"y_{split}"), getattr(clean, f"y_{split}"))
 
 
-def test_gaussian_inputs_match_the_clean_mean_and_variance(images):
-    clean, noise = splits(images), splits(images, input_corruption="gaussian")
-    x, ref = noise.x_train, clean.x_train
-    assert x.shape == ref.shape and x.dtype == torch.float32
-    assert x.mean().item() == pytest.approx(ref.mean().item(), abs=0.005)
-    assert x.std().item() == pytest.approx(ref.std().item(), rel=0.01)
-    corr = np.corrcoef(x.flatten().numpy(), ref.flatten().numpy())[0, 1]
-    assert abs(corr) < 0.02, "nothing of the images is left"
-    assert noise.x_val.mean().item() == pytest.approx(ref.mean().item(), abs=0.02)
-    assert torch.equal(noise.x_test, clean.x_test)
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_corrupt_test_false_leaves_the_test_split_clean_and_nothing_else_changes(signals, kind):
+    clean = splits(signals)
+    paper = splits(signals, label_noise=0.5, input_corruption=kind)
+    kept = splits(signals, label_noise=0.5, input_corruption=kind, corrupt_test=False)
+    assert same_split(kept, clean, "test")
+    assert not torch.equal(paper.x_test, clean.x_test) and torch.equal(paper.y_test, clean.y_test)
+    assert same_split(kept, paper, "train") and same_split(kept, paper, "val")  # the test split is drawn last
+    assert kept.info["test_inputs_corrupted"] is False and paper.info["test_inputs_corrupted"] is True
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", "false", None, 1.0])
+def test_corrupt_test_must_be_a_bool(signals, value):
+    with pytest.raises(ConfigError, match=re.escape(f"corrupt_test={value!r} is not one of: True, False")):
+        splits(signals, input_corruption="gaussian", corrupt_test=value)
+
+
+def test_no_corruption_leaves_every_split_clean(signals):
+    raw_x_test = torch.from_numpy(signals.x_test)
+    for corrupt_test in (True, False):
+        data = splits(signals, corrupt_test=corrupt_test)
+        assert torch.equal(data.x_test, raw_x_test) and "test_inputs_corrupted" not in data.info
 
 
 def test_corruption_is_fixed_by_its_seed(signals):
