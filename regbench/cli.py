@@ -109,8 +109,11 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
             prepare(plan)
     from regbench import app
 
+    from regbench.sweep.jobs import prevalidated
+
     sys.argv = ["regbench run", *args.flags, *args.overrides]
-    app.hydra_main()
+    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)):
+        app.hydra_main()
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep
 

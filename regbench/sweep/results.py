@@ -77,9 +77,14 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
     """A row per run: run_dir, status, run_id, every override, every final metric (None where absent).
 
-    With ``expected``, the jobs of the dir's last sweep that have no folder yet are ``pending`` rows.
+    With ``expected``, the jobs of the dir's last sweep that have no folder yet are ``pending`` rows. In the
+    tuned protocol's final dir, the tuned keys are part of each arm's recipe, not factors: they are left out
+    (``tuned.json`` beside the dir lists them with each arm's choice).
     """
+    from regbench.sweep.tune import tuned_keys
+
     sweep_dir = Path(sweep_dir)
+    tuned = tuned_keys(sweep_dir)
     rows = []
     for d in run_dirs(sweep_dir):
         try:
@@ -98,13 +103,16 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
         fit = first_fit(d) if row["status"] in ("completed", "diverged", "running", "interrupted") else None
         row["epochs_to_fit"], row["steps_to_fit"] = (fit["epoch"], fit.get("step")) if fit else (None, None)
         row["error"] = damage or result.get("error")
+        for key in tuned:
+            row.pop(key, None)
         rows.append(row)
     if expected:
         seen = {r["run_dir"] for r in rows}
         for job in _expected_jobs(sweep_dir):
             if job.dirname not in seen:
+                settings = {k: v for k, v in _overrides_dict(job.overrides).items() if k not in tuned}
                 rows.append({"run_dir": job.dirname, "status": "pending", "run_id": None,
-                             **_overrides_dict(job.overrides), **{m: None for m in METRICS}, "error": None})
+                             **settings, **{m: None for m in METRICS}, "error": None})
     runs = pd.DataFrame(rows)
     for m in METRICS:
         if m in runs:

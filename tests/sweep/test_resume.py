@@ -11,8 +11,9 @@ import time
 
 import pandas as pd
 
+# stack=1: jobs one after another, so the kill can fall between them (a killed stack: tests/stack/)
 ARGS = ("model=mlp", "seed=0,1,2,3", "trainer.max_epochs=25", "dataset.n_train=1000", "logger=none",
-        "trainer.progress=false", "trainer.num_threads=1", "trainer.early_stopping.patience=null")
+        "trainer.progress=false", "trainer.num_threads=1", "trainer.early_stopping.patience=null", "stack=1")
 
 
 def kill_after_two_jobs(tmp_path, sweep_dir) -> None:
