@@ -5,9 +5,9 @@
     figures/*.png, figures/*.svg learning curves, effects, and the figures of the study the sweep is
 
 A sweep that is still running, or had failures, gets a report of what finished, saying what did not.
-Modules: :mod:`.study` (runs → configurations, baseline), :mod:`.effects` (Welch CIs, factorial
-effects), :mod:`.tables`, :mod:`.figures`, :mod:`.provenance`, :mod:`.document` (Markdown, HTML),
-:mod:`.wandb_report` (only for online W&B studies).
+Modules: :mod:`.study` (runs → configurations, baseline), :mod:`.effects` (paired or Welch CIs,
+Holm-adjusted p, minimum detectable effects, factorial effects), :mod:`.tables`, :mod:`.figures`,
+:mod:`.provenance`, :mod:`.document` (Markdown, HTML), :mod:`.wandb_report` (only for online W&B studies).
 """
 
 from __future__ import annotations
@@ -144,7 +144,6 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
     from regbench.report import document as doc
     from regbench.report import provenance
     from regbench.report.effects import factorial_design, unit
-    from regbench.report.tables import effects_table
     from regbench.sweep.results import FIT_ACC
 
     counts = prov["counts"]
@@ -169,9 +168,10 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
         blocks += [doc.Heading(3, f"Against the baseline ({study.baseline.label})"),
                    doc.Text(f"Difference of the mean {metric} of each configuration and the baseline"
                             + (", in percentage points" if u == "pp" else "")
-                            + ", with a 95% confidence interval from Welch's t over seeds (seeds not paired); "
-                            "* marks an interval that excludes 0. With one seed there is no interval.")]
-        blocks.append(doc.Table("effects-baseline", effects_table(vs_base, metric)[1], "", effects_files))
+                            + ", with a 95% confidence interval over seeds (paired by seed where the seeds line up, "
+                            "else Welch), its p, the Holm-adjusted p and the minimum detectable effect (legend below the "
+                            "table); * marks p (Holm) < 0.05. With one seed there is no interval.")]
+        blocks += _effects_blocks("effects-baseline", vs_base, metric, effects_files)
     else:
         blocks.append(doc.Text("One configuration only: nothing to compare with a baseline."))
     if factorial:
@@ -180,9 +180,10 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
                    doc.Text("Main effect: mean over the configurations with the factor at its high level minus the mean "
                             "with it low (low = the baseline's level). Interaction A × B: the difference of differences "
                             "[A+B+ − A−B+] − [A+B− − A−B−], averaged over the other factors; 0 when the effects add up, "
-                            "negative when the pair does less than the sum of its parts. 95% CIs by Welch–Satterthwaite. "
-                            "Levels: " + "; ".join(f"{c}: {lo} → {hi}" for c, (lo, hi) in design.items()) + "."),
-                   doc.Table("effects-factorial", effects_table(factorial, metric)[1])]
+                            "negative when the pair does less than the sum of its parts. 95% CIs paired by seed when "
+                            "every cell ran the same seeds, else Welch–Satterthwaite; p values Holm-adjusted over these "
+                            "effects. Levels: " + "; ".join(f"{c}: {lo} → {hi}" for c, (lo, hi) in design.items()) + "."),
+                   *_effects_blocks("effects-factorial", factorial, metric)]
     for f in [f for f in drawn if f.name == "effects"]:
         blocks.append(_image(f, sweep_dir))
 
@@ -230,6 +231,16 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
                    f"W&B: {wandb_line}",
                ])]
     return blocks
+
+
+def _effects_blocks(table_id: str, effects: list, metric: str, files: list[str] | None = None) -> list:
+    """An effects table, its legend (test, Holm family, MDE) and, when some effect rests on too few seeds, a warning."""
+    from regbench.report import document as doc
+    from regbench.report import tables
+
+    warning = tables.few_seeds_warning(effects)
+    return [doc.Table(table_id, tables.effects_table(effects, metric)[1], "", files or []),
+            doc.Text(tables.effects_legend(effects, metric)), *([doc.Text(warning)] if warning else [])]
 
 
 def _image(fig, sweep_dir: Path):

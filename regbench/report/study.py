@@ -100,11 +100,20 @@ class Condition:
 
     def values(self, metric: str) -> np.ndarray:
         """The metric of every completed run (finite values only), in seed order."""
+        return self.seeded(metric)[1]
+
+    def seeded(self, metric: str) -> tuple[list[str | None], np.ndarray]:
+        """:meth:`values` with the seed of each value beside it (parallel list; None where a run's seed is unknown).
+
+        The same seed gives the same initial weights and data order in every configuration, so effects can pair
+        runs by seed (:mod:`regbench.report.effects`)."""
         done = self.runs[self.runs["status"] == "completed"]
         if metric not in done:
-            return np.array([])
+            return [], np.array([])
         x = pd.to_numeric(done[metric], errors="coerce").to_numpy(dtype=float)
-        return x[np.isfinite(x)]
+        seeds = [_seed_key(s) for s in done[SEED]] if SEED in done else [None] * len(done)
+        keep = np.isfinite(x)
+        return [s for s, k in zip(seeds, keep) if k], x[keep]
 
     def number(self, factor: str) -> float | None:
         return as_number(self.settings.get(factor))
@@ -307,6 +316,14 @@ class Study:
 
 def _seed_order(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce")
+
+
+def _seed_key(seed) -> str | None:
+    """One spelling per seed (``1``, ``1.0`` and ``"1"`` are the same seed); None when unknown."""
+    if seed is None or (isinstance(seed, float) and math.isnan(seed)):
+        return None
+    x = as_number(seed)
+    return format_number(x) if x is not None else str(seed)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from regbench.report.effects import Effect, unit
+from regbench.report.effects import FACTORIAL, FEW_SEEDS, Effect, unit
 from regbench.report.study import FAILED, UNFINISHED, Study
 
 TABLE_METRICS = ("train_acc", "test_acc", "gap")
@@ -75,21 +75,62 @@ def mean_std(mean: float, std: float, n: int, scale: float = 1.0, digits: int = 
 
 
 def effects_table(effects: list[Effect], metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Effects as numbers (CSV: fractions, full precision) and as text: Δ with its 95% CI, p, Holm-adjusted p
+    (* when < 0.05), MDE, the test used and n (marked n<3 when too few seeds); the Holm family too when the
+    effects come from more than one."""
     scale, u = unit(metric)
-    numbers = pd.DataFrame([{"kind": e.kind, "effect": e.name, "n": e.n, "estimate": e.estimate, "ci_low": e.low,
-                             "ci_high": e.high, "df": e.df, "mean": e.mean, "note": e.note} for e in effects])
+    numbers = pd.DataFrame([{"kind": e.kind, "family": e.family, "effect": e.name, "test": e.test, "n": e.n,
+                             "n_min": e.n_min, "estimate": e.estimate, "ci_low": e.low, "ci_high": e.high, "df": e.df,
+                             "p": e.p, "p_holm": e.p_holm, "mde": e.mde, "mean": e.mean, "note": e.note}
+                            for e in effects])
+    units = f" ({u})" if u else ""
+    mixed = len({e.family for e in effects}) > 1  # one table of several families (the LaTeX file): say which
     text = []
     for e in effects:
-        row = {"effect": e.name}
+        row = {"family": e.family, "effect": e.name} if mixed else {"effect": e.name}
         if e.kind == "vs baseline":
             row[f"{TITLES.get(metric, metric)}"] = "—" if e.mean is None else f"{e.mean * scale:.2f}"
-        row[f"Δ {metric} ({u})" if u else f"Δ {metric}"] = "—" if e.estimate is None else f"{e.estimate * scale:+.2f}"
-        row["95% CI"] = "n/a" if e.low is None else f"[{e.low * scale:+.2f}, {e.high * scale:+.2f}]" + (
-            " *" if e.significant else "")
-        row["n"] = e.n
+        row[f"Δ {metric}{units}"] = "—" if e.estimate is None else f"{e.estimate * scale:+.2f}"
+        row["95% CI"] = "n/a" if e.low is None else f"[{e.low * scale:+.2f}, {e.high * scale:+.2f}]"
+        row["p"] = p_value(e.p)
+        row["p (Holm)"] = p_value(e.p_holm) + (" *" if e.significant else "")
+        row[f"MDE{units}"] = "n/a" if e.mde is None else f"{e.mde * scale:.2f}"
+        row["test"] = e.test if e.estimate is not None else "—"
+        row["n"] = e.n + (f" n<{FEW_SEEDS}" if e.few_seeds else "")
         row["note"] = e.note
         text.append(row)
     return numbers, pd.DataFrame(text)
+
+
+def p_value(p: float | None) -> str:
+    """0.0123 → 0.012; below 0.001 in scientific notation (3.2e-05); n/a when there is no test."""
+    return "n/a" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def effects_legend(effects: list[Effect], metric: str) -> str:
+    """The sentence under an effects table: which test, the Holm family, what the MDE is."""
+    _, u = unit(metric)
+    factorial = bool(effects) and effects[0].family == FACTORIAL
+    when = "every cell ran the same seeds" if factorial else "every seed of the configuration also ran in the baseline"
+    values = "per-seed contrasts" if factorial else "per-seed differences"
+    family = "main effects and interactions" if factorial else "comparisons against the baseline"
+    return (f"_test_: **paired t** when {when} (same seed = same initialization and data order): "
+            f"mean ± t₀.₉₇₅,ₙ₋₁·sd/√n of the {values}, p from their one-sample t test; **Welch** otherwise. "
+            f"_p (Holm)_: Holm–Bonferroni over one family, this table's {len(effects)} {family}; "
+            "* marks p (Holm) < 0.05. "
+            f"_MDE_{f' ({u})' if u else ''}: minimum detectable effect at the two-sided 5% level with 80% power, "
+            "(t₀.₉₇₅,df + t₀.₈₀,df)·SE from n and the observed spread (the test's SE and df); "
+            "n/a with one seed or no spread.")
+
+
+def few_seeds_warning(effects: list[Effect]) -> str | None:
+    """A warning sentence when some effect rests on fewer than FEW_SEEDS seeds, else None."""
+    few = [e.name for e in effects if e.few_seeds]
+    if not few:
+        return None
+    return (f"**Warning: too few seeds.** Effects marked n<{FEW_SEEDS} ({len(few)} of {len(effects)}) rest on fewer "
+            f"than {FEW_SEEDS} seeds in some configuration: their intervals are wide, their MDE large or n/a, and a "
+            "missing * says little. Run more seeds (e.g. `seed=0,1,2,3,4`) before drawing conclusions.")
 
 
 def fit_table(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
