@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import REPO
 
 TINY = ["model=mlp", "debug=tiny", "trainer.max_epochs=2"]
@@ -111,7 +112,6 @@ def run_chromium(browser: str, tmp: Path, *args: str) -> subprocess.CompletedPro
 
 def read_sweep(sweep_dir: Path) -> list[dict]:
     """Every run's result.json with its config.yaml, read directly from the files (not through regbench)."""
-    import yaml
 
     runs = []
     for path in sorted(Path(sweep_dir).glob("**/result.json")):
@@ -119,6 +119,29 @@ def read_sweep(sweep_dir: Path) -> list[dict]:
         runs.append({"dir": path.parent, "result": json.loads(path.read_text()),
                      "config": yaml.safe_load(config.read_text()) if config.exists() else {}})
     return runs
+
+
+def write_fake_run(sweep: Path, overrides: list[str], test_acc: float, status: str = "completed", seed: int = 0,
+             regularizer: dict | None = None) -> Path:
+    """A run directory as `regbench run -m` leaves it, with made-up numbers."""
+    d = sweep / ",".join(overrides + [f"seed={seed}"]).replace("/", "_")
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*overrides, f"seed={seed}"]))
+    (d / "config.yaml").write_text(yaml.safe_dump({"name": "toy", "seed": seed, "regularizer": regularizer or {},
+                                                   "dataset": {"label_noise": 0.0, "num_classes": 10},
+                                                   "model": {"width": 100},
+                                                   "logger": {"name": "none"}}))
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "step": 10 * e, "train_loss": 2 / e, "train_acc": 0.3 * e,
+                                                         "val_loss": 2.2 / e, "val_acc": 0.25 * e}) + "\n" for e in (1, 2, 3)))
+    (d / "result.json").write_text(json.dumps({"status": status, "train_acc": 0.9, "test_acc": test_acc, "seed": seed,
+                                               "name": "toy", "device": "cpu", "finished_at": "2026-01-02T03:04:05+0000"}))
+    return d
+
+
+@pytest.fixture(scope="session")
+def fake_run():
+    """:func:`write_fake_run`: one run directory with made-up numbers, no training."""
+    return write_fake_run
 
 
 @pytest.fixture(scope="session")

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from argparse import Namespace
-from pathlib import Path
 
 import pytest
-import yaml
 
 from regbench.errors import UserError
 from regbench.report import main
 from regbench.report.study import Study, parse_selection, short_names, split_spec
 
 
-def fake_run(sweep: Path, overrides: list[str], test_acc: float, status: str = "completed", seed: int = 0,
-             regularizer: dict | None = None) -> Path:
-    """A run directory as `regbench run -m` leaves it, with made-up numbers."""
-    d = sweep / ",".join(overrides + [f"seed={seed}"]).replace("/", "_")
-    (d / ".hydra").mkdir(parents=True)
-    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*overrides, f"seed={seed}"]))
-    (d / "config.yaml").write_text(yaml.safe_dump({"name": "toy", "seed": seed, "regularizer": regularizer or {},
-                                                   "dataset": {"label_noise": 0.0, "num_classes": 10},
-                                                   "model": {"width": 100},
-                                                   "logger": {"name": "none"}}))
-    (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "step": 10 * e, "train_loss": 2 / e, "train_acc": 0.3 * e,
-                                                         "val_loss": 2.2 / e, "val_acc": 0.25 * e}) + "\n" for e in (1, 2, 3)))
-    (d / "result.json").write_text(json.dumps({"status": status, "train_acc": 0.9, "test_acc": test_acc, "seed": seed,
-                                               "name": "toy", "device": "cpu", "finished_at": "2026-01-02T03:04:05+0000"}))
-    return d
-
-
-def test_none_empty_list_and_absent_regularizer_are_one_configuration(tmp_path):
+def test_none_empty_list_and_absent_regularizer_are_one_configuration(fake_run, tmp_path):
     fake_run(tmp_path, ["regularizer=none"], 0.5, seed=0)
     fake_run(tmp_path, ["regularizer=[]"], 0.6, seed=1)
     fake_run(tmp_path, ["model.width=100"], 0.7, seed=2)  # no regularizer override: config.yaml says {}
@@ -45,7 +25,7 @@ def test_none_empty_list_and_absent_regularizer_are_one_configuration(tmp_path):
     assert base.values("test_acc").tolist() == [0.5, 0.6, 0.7]
 
 
-def test_numbers_spelled_differently_are_one_value(tmp_path):
+def test_numbers_spelled_differently_are_one_value(fake_run, tmp_path):
     for seed, noise in enumerate(["0", "0.0", "0.5"]):
         fake_run(tmp_path, [f"dataset.label_noise={noise}"], 0.5, seed=seed)
     study = Study(tmp_path)
@@ -53,7 +33,7 @@ def test_numbers_spelled_differently_are_one_value(tmp_path):
     assert study.conditions[0].n == 2
 
 
-def test_baseline_option_selects_by_overrides(tmp_path):
+def test_baseline_option_selects_by_overrides(fake_run, tmp_path):
     fake_run(tmp_path, ["regularizer=[]"], 0.5)
     fake_run(tmp_path, ["regularizer=[dropout,weight_decay]"], 0.6, regularizer={"dropout": {}, "weight_decay": {}})
     fake_run(tmp_path, ["regularizer=[weight_decay]"], 0.6, regularizer={"weight_decay": {}})
@@ -66,7 +46,7 @@ def test_baseline_option_selects_by_overrides(tmp_path):
         Study(tmp_path, baseline="model.width=3")
 
 
-def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+def test_cli_errors_are_one_line_with_exit_code_2(fake_run, tmp_path, capsys):
     fake_run(tmp_path, ["regularizer=[]"], 0.5)
     fake_run(tmp_path, ["regularizer=[dropout]"], 0.6, regularizer={"dropout": {}})
     ns = Namespace(sweep_dir=str(tmp_path), baseline="optimizer=sgd", metric="test_acc", format="md,html")
@@ -82,7 +62,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "No `multirun.yaml`" in text
 
 
-def test_a_sweep_without_any_completed_run_still_gets_a_report(tmp_path):
+def test_a_sweep_without_any_completed_run_still_gets_a_report(fake_run, tmp_path):
     fake_run(tmp_path, ["regularizer=[]"], 0.5, status="failed")
     d = fake_run(tmp_path, ["regularizer=[dropout]"], 0.6, regularizer={"dropout": {}})
     (d / "result.json").unlink()  # its job made the folder and was stopped before saving anything
@@ -104,7 +84,7 @@ def test_helpers():
         "regularizer.weight_decay.strength": "weight_decay.strength"}
 
 
-def test_a_rerun_removes_the_figures_it_no_longer_draws(tmp_path):
+def test_a_rerun_removes_the_figures_it_no_longer_draws(fake_run, tmp_path):
     from regbench.report import write_report
 
     fake_run(tmp_path, ["model.width=1"], 0.5)
