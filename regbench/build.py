@@ -17,14 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import one_line
 from regbench.data.base import DataSplits, prepare
-from regbench.data.corruption import INPUT_CORRUPTIONS
+from regbench.data.corruption import INPUT_CORRUPTIONS, check_corrupt_test
 from regbench.errors import ConfigError, UserError, check_choice, check_int, check_range
 from regbench.regularizers.base import Regularizer
 from regbench.schedules import Schedule
 
 # Keys every dataset config has, consumed by regbench.data.base.prepare; the rest go to its loader.
 DATA_KEYS = ("name", "input_shape", "num_classes", "val_fraction", "n_train", "label_noise",
-             "input_corruption", "normalize", "split_seed", "corruption_seed")
+             "input_corruption", "corrupt_test", "normalize", "split_seed", "corruption_seed")
 MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
 
@@ -74,6 +74,7 @@ def check_data(cfg_data: DictConfig) -> None:
         check_range("val_fraction", d.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
         check_range("label_noise", d.label_noise, 0, 1)
         check_choice("input_corruption", d.input_corruption, INPUT_CORRUPTIONS)
+        check_corrupt_test(d.corrupt_test)
         if d.n_train is not None:
             check_int("n_train", d.n_train, 1)
     try:
@@ -126,6 +127,7 @@ def build_data(cfg_data: DictConfig, seed: int) -> DataSplits:
     corruption_seed = seed if cfg_data.corruption_seed is None else cfg_data.corruption_seed
     return prepare(raw, val_fraction=cfg_data.val_fraction, n_train=cfg_data.n_train,
                    label_noise=cfg_data.label_noise, input_corruption=cfg_data.input_corruption,
+                   corrupt_test=cfg_data.corrupt_test,
                    normalize=cfg_data.normalize, split_seed=cfg_data.split_seed, corruption_seed=corruption_seed)
 
 

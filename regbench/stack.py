@@ -126,7 +126,7 @@ def regularizer_reason(reg: Regularizer) -> str | None:
 # --------------------------------------------------------------------------------- which configs stack
 
 _RANDOM_LAYERS = (nn.Dropout, TrainingNoise)  # drawn per member as masks (see _MaskLayer)
-_DATA_VALUE_KEYS = ("label_noise", "input_corruption", "corruption_seed")  # change values, not shapes
+_DATA_VALUE_KEYS = ("corrupt_test", "label_noise", "input_corruption", "corruption_seed")  # change values, not shapes
 
 
 def _is_random_slot(module: nn.Module) -> bool:
