@@ -42,7 +42,7 @@ import numpy as np
 from regbench.report.study import NOT_APPLICABLE, Condition, Study
 
 LEVEL = 0.95
-ALPHA = 1 - LEVEL  # two-sided significance level, applied to the Holm-adjusted p
+ALPHA = 0.05  # two-sided significance level, applied to the Holm-adjusted p
 POWER = 0.80  # of the minimum detectable effect
 FEW_SEEDS = 3  # fewer seeds than this behind an effect: flagged in the tables
 PAIRED, WELCH = "paired t", "Welch"
