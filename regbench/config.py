@@ -65,6 +65,9 @@ def run_id(cfg: DictConfig) -> str:
             data[node].pop(rest[0], None)
         elif not rest:
             data.pop(node, None)
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("input_corruption") in (None, "none"):
+        dataset.pop("corrupt_test", None)  # no effect without a corruption: runs keep the ids they had before the key
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -73,6 +73,13 @@ def test_run_id_depends_on_what_is_trained_only():
     assert run_id(compose("regularizer=[dropout]")) != base
 
 
+def test_corrupt_test_names_a_run_only_where_it_changes_the_data():
+    """Runs without an input corruption keep the ids they had before dataset.corrupt_test existed."""
+    assert run_id(compose("model=mlp")) == run_id(compose("model=mlp", "dataset.corrupt_test=false"))
+    corrupted = ("model=mlp", "dataset.input_corruption=shuffled_pixels")
+    assert run_id(compose(*corrupted)) != run_id(compose(*corrupted, "dataset.corrupt_test=false"))
+
+
 def test_a_model_option_and_a_regularizer_setting_it_differently_conflict():
     from regbench.errors import ConfigError
 
