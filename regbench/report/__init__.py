@@ -86,6 +86,13 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
     ablation_files = save("ablation", ablation_num, ablation_txt, f"{study.name}: {ablation_caption}")
     effects_files = save("effects", effects_num, effects_txt, f"{study.name}: effects on {metric}") if all_effects else []
     fit_files = save("time_to_fit", fit_num, fit_txt, f"{study.name}: time to fit") if fit else []
+    from regbench.sweep.tune import read_tuned
+
+    tuned = read_tuned(sweep_dir)
+    tuning = None
+    if tuned:
+        tuning_num, tuning_txt = tables.tuning_table(study, tuned, metric)
+        tuning = (tuned, tuning_txt, save("tuning", tuning_num, tuning_txt, f"{study.name}: the tuned protocol's choices"))
 
     # ---- figures: one that cannot be drawn is reported, the rest of the report goes on
     drawn, broken = [], []
@@ -116,6 +123,8 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
     # ---- the document
     blocks = _document(study, metric, prov, ablation_txt, ablation_files, ablation_caption, vs_base, factorial,
                        effects_files, fit_txt, fit_files, drawn, broken, wandb_line, sweep_dir)
+    if tuning:
+        blocks[2:2] = _tuning_blocks(*tuning)
     written = {"tables": table_dir, "figures": figure_dir}
     if "md" in formats:
         written["markdown"] = sweep_dir / "report.md"
@@ -231,6 +240,22 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
                    f"W&B: {wandb_line}",
                ])]
     return blocks
+
+
+def _tuning_blocks(tuned: dict, text, files: list[str]) -> list:
+    """The tuned protocol's section: how each arm's values were chosen, and the choices."""
+    from regbench.report import document as doc
+
+    space = "; ".join(f"`{k}` ∈ {v}" if isinstance(v, list) else f"`{k}` {'log-' if v.get('log', True) else ''}uniform "
+                      f"in [{v['low']}, {v['high']}]" for k, v in tuned["space"].items())
+    return [doc.Heading(2, "Tuned protocol"),
+            doc.Text(f"Every arm was tuned with the same budget before this table was measured: {tuned['budget']} "
+                     f"candidate(s) ({space}) × tuning seeds {', '.join(map(str, tuned['tuning_seeds']))}, each arm's "
+                     f"choice the best mean `{tuned['metric']}` on the validation split over the tuning seeds "
+                     "(`../tuning`), then rerun over the seeds below (this sweep). The tuned keys are each arm's "
+                     "recipe, not factors."),
+            doc.Table("tuning", text, "Per arm: the chosen values, their validation score over the tuning seeds, "
+                                      "the budget, and the final test metric over the study's seeds.", files)]
 
 
 def _effects_blocks(table_id: str, effects: list, metric: str, files: list[str] | None = None) -> list:

@@ -195,7 +195,7 @@ def effects_plot(effects: list[Effect], metric: str, out: Path) -> list[Figure]:
     ax.axvline(0, color="0.3", lw=1)
     ax.set_yticks(y, [f"{e.name} ({e.kind})" if e.kind != "vs baseline" else e.name for e in shown])
     ax.set_xlabel(f"Δ {metric}" + (f" ({u})" if u else ""))
-    ax.set_title(f"Effects on {metric}, 95% CI over seeds (Welch)")
+    ax.set_title(f"Effects on {metric}, 95% CI over seeds (paired by seed, else Welch)")
     fig.tight_layout()
     return [_save(fig, out, "effects", f"Effects on {metric}",
                   "Change against the baseline (and main effects / interactions of a factorial design) with 95% "

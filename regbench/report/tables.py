@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from regbench.report.effects import FACTORIAL, FEW_SEEDS, Effect, unit
-from regbench.report.study import FAILED, UNFINISHED, Study
+from regbench.report.study import FAILED, UNFINISHED, Study, format_number
 
 TABLE_METRICS = ("train_acc", "test_acc", "gap")
 TITLES = {"train_acc": "train acc (%)", "test_acc": "test acc (%)", "gap": "gap (pp)", "val_acc": "val acc (%)",
@@ -159,6 +159,34 @@ def _finite(runs: pd.DataFrame, column: str) -> np.ndarray:
         return np.array([])
     x = pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float)
     return x[np.isfinite(x)]
+
+
+def tuning_table(study: Study, tuned: dict, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tuned protocol's choice per arm (``tuned.json`` beside the final dir): the chosen values, their
+    validation score over the tuning seeds, the budget, and the final ``metric`` over the study's seeds."""
+    from regbench.sweep.results import _overrides_dict, read_overrides
+
+    scale, _ = unit(metric)
+    budget = f"{tuned['budget']} × {len(tuned['tuning_seeds'])} seeds"
+    numbers, text = [], []
+    for arm in tuned["arms"]:
+        wanted = _overrides_dict(arm["overrides"])
+        mine = [c for c in study.conditions
+                if any(wanted.items() <= read_overrides(study.sweep_dir / d).items() for d in c.runs["run_dir"])]
+        final = mine[0].values(metric) if mine else np.array([])
+        chosen = ", ".join(f"{k}={format_number(v)}" for k, v in arm["chosen"].items())
+        score = arm.get(tuned["metric"])
+        numbers.append({**arm["arm"], **{f"chosen {k}": v for k, v in arm["chosen"].items()},
+                        f"tuning {tuned['metric']}": score, "budget": tuned["budget"],
+                        "tuning_seeds": len(tuned["tuning_seeds"]), "n": len(final),
+                        f"{metric}_mean": final.mean() if len(final) else math.nan,
+                        f"{metric}_std": final.std(ddof=1) if len(final) > 1 else math.nan})
+        text.append({"arm": mine[0].label if mine else ", ".join(f"{k}={v}" for k, v in arm["arm"].items()),
+                     "chosen": chosen, f"tuning {tuned['metric']}": "—" if score is None else f"{score * scale:.2f}",
+                     "budget": budget,
+                     metric: mean_std(numbers[-1][f"{metric}_mean"], numbers[-1][f"{metric}_std"], len(final), scale),
+                     "n": len(final)})
+    return pd.DataFrame(numbers), pd.DataFrame(text)
 
 
 # ---- writers

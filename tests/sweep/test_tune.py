@@ -15,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 from helpers import TINY, compose, read_result
 
+from regbench.cli import main
 from regbench.errors import ConfigError
 from regbench.sweep.tune import candidates, tuning_of
 
@@ -48,6 +49,16 @@ def test_each_arm_reruns_its_best_candidate_on_validation_over_the_study_seeds(r
     for run_dir in (base / "final").glob("*/result.json"):
         assert read_result(run_dir.parent)["stacked"] == 2  # the two seeds of an arm train together
     assert "tuned: regularizer=[dropout] → optimizer.lr=" in out.stdout
+
+    # The report of the final sweep shows, per arm, the chosen values, the budget and the final test metric.
+    assert main(["report", str(base / "final")]) == 0
+    table = pd.read_csv(base / "final" / "tables" / "tuning.csv")
+    assert sorted(table["chosen optimizer.lr"]) == sorted(a["chosen"]["optimizer.lr"] for a in chosen["arms"])
+    assert (table["budget"] == 3).all() and (table["n"] == 2).all()
+    for arm in chosen["arms"]:
+        row = table[table["regularizer"] == arm["arm"]["regularizer"]].iloc[0]
+        assert row["test_acc_mean"] == pytest.approx(final[final["regularizer"] == arm["arm"]["regularizer"]]["test_acc"].mean())
+    assert "## Tuned protocol" in (base / "final" / "report.md").read_text()
     assert f"sweep {base / 'final'}: 4 runs: 4 completed" in out.stdout
 
 
