@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -60,9 +61,16 @@ def test_study_runs_through_the_cli(study, run_sweep, shrink):
     cfg = compose([f"experiment={study}"], return_hydra_config=True)
     sampled = not str(cfg.hydra.sweeper._target_).endswith("BasicSweeper")
     extra = ["hydra.sweeper.n_trials=2"] if sampled else ["seed=0"]
+    tuned = bool(cfg.tune.space)  # the tuned protocol: one tuning seed, two draws; its table is final/
+    if tuned:
+        extra += ["tune.seeds=[100]"] + ([] if cfg.tune.budget is None else ["tune.budget=2"])
     out, sweep_dir = run_sweep(f"experiment={study}", *shrink, *extra)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    expected = expected_count(load_multirun(sweep_dir))
+    if tuned:
+        arms = json.loads((sweep_dir / "tuned.json").read_text())["arms"]
+        sweep_dir, expected = sweep_dir / "final", len(arms)
+    else:
+        expected = expected_count(load_multirun(sweep_dir))
     runs = pd.read_csv(sweep_dir / "results.csv")
     assert len(runs) == expected and (runs["status"] == "completed").all(), runs[["run_dir", "status", "error"]]
     assert runs["run_id"].is_unique
