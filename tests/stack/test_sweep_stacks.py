@@ -72,6 +72,7 @@ KILL_ARGS = ["model=cnn1d", "seed=0,1,2", "regularizer=[dropout,mixup]", "traine
              "trainer.early_stopping.patience=3", "logger=none", "trainer.num_threads=1", "trainer.checkpoint_every_s=0"]
 
 
+@pytest.mark.slow  # make test: tests/stack/test_stack.py kills and resumes a stack in-process
 def test_a_killed_stacked_sweep_resumes_and_ends_as_an_uninterrupted_one(run_sweep, tmp_path):
     out, reference = run_sweep(*KILL_ARGS, sweep_dir=tmp_path / "reference")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -55,7 +55,11 @@ def test_a_study_names_its_output_dir_and_wandb_group(study):
     assert compose([f"experiment={study}"]).name == study
 
 
-@pytest.mark.parametrize("study", STUDIES)
+# The tuned studies run the whole protocol (tuning, then final): slow; tests/sweep/test_tune.py covers it in make test.
+TUNED = {s for s in STUDIES if s.endswith("_tuned")}
+
+
+@pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in TUNED else s for s in STUDIES])
 def test_study_runs_through_the_cli(study, run_sweep, shrink):
     """The whole grid, one seed (or two trials of a sampling sweeper), one epoch on 100 examples."""
     cfg = compose([f"experiment={study}"], return_hydra_config=True)

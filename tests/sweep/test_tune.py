@@ -62,6 +62,7 @@ def test_each_arm_reruns_its_best_candidate_on_validation_over_the_study_seeds(r
     assert f"sweep {base / 'final'}: 4 runs: 4 completed" in out.stdout
 
 
+@pytest.mark.slow
 def test_an_interrupted_protocol_continues_where_it_stopped(run_sweep, tmp_path):
     base = tmp_path / "killed"
     command = [sys.executable, "-m", "regbench", "run", "-m", *STUDY, f"hydra.sweep.dir={base}"]
