@@ -99,8 +99,9 @@ def fixed_costs(repeats: int) -> None:
             for logger, out in (("none", sweep_none), ("wandb", sweep_wandb)):
                 one, eight = Path(d) / f"{logger}1-{i}", Path(d) / f"{logger}8-{i}"
                 # stack=1: every run alone, so each run's own time is its result's wall_time_s
-                t1 = timed([*run, "-m", "seed=0", "stack=1", f"logger={logger}", f"hydra.sweep.dir={one}"], d) - in_run_seconds(one)
-                t8 = timed([*run, "-m", "seed=0,1,2,3,4,5,6,7", "stack=1", f"logger={logger}", f"hydra.sweep.dir={eight}"], d) - in_run_seconds(eight)
+                sweep = [*run, "-m", "stack=1", f"logger={logger}"]
+                t1 = timed([*sweep, "seed=0", f"hydra.sweep.dir={one}"], d) - in_run_seconds(one)
+                t8 = timed([*sweep, "seed=0,1,2,3,4,5,6,7", f"hydra.sweep.dir={eight}"], d) - in_run_seconds(eight)
                 out.append((t8 - t1) / 7)
     print(f"start-up over a bare torch script (model + Adam): {statistics.median(startup):+.2f} s   (target ≤ 1.0 s)")
     print(f"sweep overhead per run, logger=none: {statistics.median(sweep_none):.2f} s   (target ≤ 0.15 s)")
