@@ -4,22 +4,26 @@ run, never silently thrown away — one line naming the file and the choices, an
 from __future__ import annotations
 
 import os
+import shutil
 import pickle
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import read_result, run_cli
 
-LONG = ("run", "debug=tiny", "model=mlp", "trainer.max_epochs=3000", "trainer.early_stopping.patience=null")
+LONG = ("run", "debug=tiny", "model=mlp", "trainer.max_epochs=1000", "trainer.early_stopping.patience=null")
 
 
-def killed_run(tmp_path):
-    """A run killed once its first checkpoint is on disk."""
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "regbench", *LONG, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+@pytest.fixture(scope="module")
+def killed_once(tmp_path_factory):
+    """A run killed once its first checkpoint is on disk (made once; each test damages its own copy)."""
+    tmp = tmp_path_factory.mktemp("killed")
+    run_dir = tmp / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "regbench", *LONG, f"hydra.run.dir={run_dir}"], cwd=tmp,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (run_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline:
@@ -29,6 +33,12 @@ def killed_run(tmp_path):
     proc.wait()
     assert not (run_dir / "result.json").exists()
     return run_dir
+
+
+@pytest.fixture
+def killed_run(killed_once):
+    """This test's copy of the killed run."""
+    return lambda tmp: Path(shutil.copytree(killed_once, tmp / "run"))
 
 
 def one_line(out, *fragments):
@@ -47,7 +57,7 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_run(tmp_path):
+def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_run(killed_run, tmp_path):
     run_dir = killed_run(tmp_path)
     marker = tmp_path / "payload-ran"
     import torch
@@ -60,7 +70,7 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_run(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
-def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_choices(damage, tmp_path):
+def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_choices(damage, killed_run, tmp_path):
     run_dir = killed_run(tmp_path)
     last = run_dir / "checkpoints" / "last.pt"
     data = last.read_bytes()
@@ -72,27 +82,29 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_choices(damage
     if damage == "empty":  # the first choice offered works: continue from best.pt
         out = run_cli(*LONG, "resume=best", f"hydra.run.dir={run_dir}", cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert read_result(run_dir)["status"] == "completed" and read_result(run_dir)["epochs_run"] == 3000
+        assert read_result(run_dir)["status"] == "completed" and read_result(run_dir)["epochs_run"] == 1000
 
 
-def test_resume_false_starts_again_over_a_damaged_checkpoint(tmp_path):
+def test_resume_false_starts_again_over_a_damaged_checkpoint(killed_run, tmp_path):
     run_dir = killed_run(tmp_path)
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
     out = run_cli(*LONG, "resume=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert read_result(run_dir)["epochs_run"] == 3000 and (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
+    assert read_result(run_dir)["epochs_run"] == 1000 and (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
 
-@pytest.mark.parametrize("content,reason", [('{"status": "compl', "is cut off or not JSON"), ("[1, 2]", "holds a JSON list"),
-                                            ("", "is empty")])
-def test_a_damaged_result_is_status_damaged_not_interrupted(content, reason, run_sweep, tmp_path):
+DAMAGED_RESULTS = [('{"status": "compl', "is cut off or not JSON"), ("[1, 2]", "holds a JSON list"), ("", "is empty")]
+
+
+def test_a_damaged_result_is_status_damaged_not_interrupted(run_sweep, tmp_path):
     out, sweep_dir = run_sweep("debug=tiny", "model=mlp", "seed=0,1")
     assert out.returncode == 0, out.stderr[-2000:]
     (damaged, kept) = sorted(sweep_dir.glob("*/result.json"))
-    damaged.write_text(content)
-    status = run_cli("status", str(sweep_dir), cwd=tmp_path)
-    assert status.returncode == 0 and "1 completed" in status.stdout and "1 damaged" in status.stdout, status.stdout
-    assert "interrupted" not in status.stdout and reason in status.stdout and "Traceback" not in status.stderr
+    for content, reason in DAMAGED_RESULTS:  # each damage is named by status; the last one goes through the rest
+        damaged.write_text(content)
+        status = run_cli("status", str(sweep_dir), cwd=tmp_path)
+        assert status.returncode == 0 and "1 completed" in status.stdout and "1 damaged" in status.stdout, status.stdout
+        assert "interrupted" not in status.stdout and reason in status.stdout and "Traceback" not in status.stderr
     for command in ("results", "report"):
         out = run_cli(command, str(sweep_dir), cwd=tmp_path)
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
@@ -117,7 +129,7 @@ def test_a_bad_metrics_line_is_skipped_with_a_warning(run_sweep, tmp_path):
         assert f"{metrics.name}:3 is not a metrics row; skipped" in out.stdout + out.stderr
 
 
-def test_a_checkpoint_written_by_regbench_is_safe_to_load(tmp_path):
+def test_a_checkpoint_written_by_regbench_is_safe_to_load(killed_run, tmp_path):
     """What regbench writes loads with weights_only=True (numpy's generator state is stored as a tensor)."""
     import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,20 +53,27 @@ def test_a_different_configuration_never_resumes_another_runs_checkpoint(tmp_pat
     assert "experiment" not in (first / ".hydra" / "overrides.yaml").read_text()  # left as it was, to resume later
 
 
-def test_a_run_dir_holding_another_configuration_is_refused_before_anything_is_touched(tmp_path):
+@pytest.fixture(scope="module")
+def seed1_run(tmp_path_factory) -> Path:
+    """A completed run of seed=1 (made once; tests work on copies)."""
+    run_dir = tmp_path_factory.mktemp("seed1") / "run"
+    out = run_cli("run", *TINY, "seed=1", f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run_dir
+
+
+def test_a_run_dir_holding_another_configuration_is_refused_before_anything_is_touched(seed1_run, tmp_path):
     # Rows 1 and 4: hydra.run.dir shared by two seeds; .hydra/ included, nothing changes.
-    run_dir = tmp_path / "shared"
-    assert run_cli("run", *TINY, "seed=1", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    run_dir = Path(shutil.copytree(seed1_run, tmp_path / "shared"))
     before = snapshot(run_dir)
     out = run_cli("run", *TINY, "seed=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     one_line_exit_2(out, str(run_dir), "holds another configuration")
     assert snapshot(run_dir) == before
 
 
-def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+def test_a_checkpoint_of_another_configuration_is_refused(seed1_run, tmp_path):
     # The identity check reads the checkpoint too (here: the id file was lost, the checkpoint copied in).
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert run_cli("run", *TINY, "seed=1", f"hydra.run.dir={a}", cwd=tmp_path).returncode == 0
+    a, b = seed1_run, tmp_path / "b"
     b.mkdir()
     (b / "checkpoints").mkdir()
     (b / "checkpoints" / "last.pt").write_bytes((a / "checkpoints" / "last.pt").read_bytes())
