@@ -87,11 +87,11 @@ def run_job(cfg: DictConfig) -> dict | float:
 
 
 def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
-    from regbench.train import FINISHED, read_result, train
+    from regbench.rundir import finished_result
+    from regbench.train import train
 
     rid = run_id(cfg)
-    previous = read_result(run_dir) if cfg.resume is True else None  # resume=false: a damaged result is replaced
-    if cfg.resume is True and previous and previous.get("run_id") == rid and previous.get("status") in FINISHED:
+    if finished_result(run_dir, rid, cfg.resume):
         return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
     with hold(run_dir, rid), job_resources(cfg, hc):
         if not multirun:
@@ -102,7 +102,8 @@ def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
 def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train a job of a sweep (its dir held): a failure is recorded in its result.json and returned, not raised."""
     from regbench.files import write_json
-    from regbench.train import RESULT_FILE, train
+    from regbench.rundir import RESULT_FILE
+    from regbench.train import train
 
     try:
         return train(cfg, run_dir)
@@ -162,7 +163,8 @@ def _stack_member(run_dir: Path, members: list[dict]) -> dict:
     """A member of a stack trains nothing: its leader trains it. Its result if the leader has written it,
     else ``stacked`` (the leader is at it in another process, or will be; the sweep's end reads the files)."""
     from regbench.errors import DamagedFile
-    from regbench.train import FINISHED, read_result
+    from regbench.rundir import FINISHED
+    from regbench.train import read_result
 
     leader = members[0]["dirname"]
     try:

@@ -13,9 +13,12 @@ class DamagedFile(UserError):
     """A file regbench wrote is cut off, overwritten, or holds what it never writes."""
 
     def __init__(self, path, reason: str, choices: str = ""):
-        self.path = path
+        self.path, self.reason = path, reason
         super().__init__(f"{path} {reason}" + (f"; {choices}" if choices else ""))
 
+
+#: What a damaged ``result.json`` leaves a user to choose from.
+RESULT_CHOICES = "re-run with resume=false (that run is trained again and the file replaced), or move the file away"
 
 #: What a damaged ``last.pt`` leaves a user to choose from (nothing is deleted unasked).
 CHECKPOINT_CHOICES = ("resume from best.pt with resume=best (not exact), start again with resume=false "

@@ -22,6 +22,9 @@ from pathlib import Path
 from regbench.errors import UserError
 
 ID_FILE, LOCK_FILE, RUNNING_FILE = ".regbench-run", ".lock", ".running"
+RESULT_FILE = "result.json"
+#: A run that ended with one of these is not trained again while ``resume`` is on.
+FINISHED = ("completed", "diverged")
 #: What Hydra and regbench write into a job's folder before the run id is: such a folder is ours.
 STARTUP_FILES = {".hydra", "regbench.log", RUNNING_FILE, LOCK_FILE}
 
@@ -53,6 +56,21 @@ def owner(run_dir: Path) -> str | None:
 
         return checkpoint.load(last)["state"]["run_id"]
     return None
+
+
+def finished_result(run_dir: Path, rid: str, resume) -> dict | None:
+    """The result of run ``rid`` if it already finished in ``run_dir`` and ``resume`` is on (nothing to train),
+    else None. A damaged ``result.json`` is one line naming the choices (with resume=false it is replaced)."""
+    from regbench.errors import RESULT_CHOICES, DamagedFile
+    from regbench.files import read_json
+
+    if resume is not True:
+        return None
+    try:
+        result = read_json(Path(run_dir) / RESULT_FILE)
+    except DamagedFile as e:
+        raise DamagedFile(e.path, e.reason, RESULT_CHOICES) from None
+    return result if result and result.get("run_id") == rid and result.get("status") in FINISHED else None
 
 
 def check_identity(run_dir: Path, rid: str) -> None:

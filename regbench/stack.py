@@ -725,8 +725,8 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[di
     for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
         rid = run_id(cfg)
         rundir.check_identity(run_dir, rid)
-        previous = solo.read_result(run_dir)
-        if previous and previous.get("status") in solo.FINISHED and cfg.resume is True:
+        previous = rundir.finished_result(run_dir, rid, cfg.resume)
+        if previous:
             log.info("%s: already %s, not retrained", run_dir, previous["status"])
             results[i] = {**previous, "skipped": True}
         else:
@@ -887,7 +887,7 @@ def _finish(m: Member, K: int) -> None:
     result = solo.finish(m.run, m.state)
     result["stacked"] = K
     m.result = _open_logger(m, result)
-    write_json(m.run.run_dir / solo.RESULT_FILE, m.result)
+    write_json(m.run.run_dir / rundir.RESULT_FILE, m.result)
 
 
 def _open_logger(m: Member, result: dict) -> dict:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import regbench
 from regbench import build, checkpoint, rundir
+from regbench.rundir import RESULT_FILE
 from regbench.config import run_id, to_container
 from regbench.data.base import DataSplits, stratified_subsample
 from regbench.files import append_jsonl, git_commit, read_json, read_jsonl, write_atomic, write_json, write_jsonl
@@ -32,8 +33,7 @@ from regbench.regularizers.base import Regularizer
 
 log = logging.getLogger("regbench")
 
-RESULT_FILE, METRICS_FILE, CONFIG_FILE = "result.json", "metrics.jsonl", "config.yaml"
-FINISHED = ("completed", "diverged")
+METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.yaml"
 
 
 class EarlyStopping:
@@ -155,8 +155,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     rid = run_id(cfg)
     rundir.check_identity(run_dir, rid)
-    previous = read_result(run_dir) if cfg.resume is True else None  # resume=false: a damaged result is replaced
-    if previous and previous.get("status") in FINISHED and cfg.resume is True:
+    previous = rundir.finished_result(run_dir, rid, cfg.resume)
+    if previous:
         log.info("%s: already %s, not retrained", run_dir, previous["status"])
         return {**previous, "skipped": True}
 

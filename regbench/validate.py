@@ -75,8 +75,8 @@ def check_run_dir(run_dir: Path, cfg) -> dict | None:
     busy = rundir.holder(run_dir)
     if busy:
         raise rundir.RunDirBusy(f"{run_dir} is being trained by another process ({busy}); wait for it, or stop it and re-run")
-    result = _read_result(run_dir) if cfg.resume is True else None
-    if result and result.get("run_id") == rid and result.get("status") in ("completed", "diverged"):
+    result = rundir.finished_result(run_dir, rid, cfg.resume)
+    if result:
         return result
     _check_writable(run_dir)
     resumed_from = {True: "last.pt", "best": "best.pt"}.get(cfg.resume)
@@ -85,17 +85,6 @@ def check_run_dir(run_dir: Path, cfg) -> dict | None:
 
         checkpoint.load(run_dir / "checkpoints" / resumed_from)  # a damaged file is one line (DamagedFile) now, not later
     return None
-
-
-def _read_result(run_dir: Path) -> dict | None:
-    from regbench.errors import DamagedFile
-    from regbench.files import read_json
-
-    try:
-        return read_json(run_dir / "result.json")
-    except DamagedFile as e:
-        raise DamagedFile(e.path, str(e).split(" ", 1)[1], "re-run with resume=false (that run is trained again and "
-                          "the file replaced), or move the file away") from None
 
 
 def _check_writable(run_dir: Path) -> None:
