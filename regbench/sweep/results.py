@@ -214,6 +214,7 @@ def configs_table(runs: pd.DataFrame, configs: pd.DataFrame, title: str | None =
         cells = [str(row[k]) for k in keys] + [str(int(row["n"]))]
         for m in shown:
             mean, std = row[f"{m}_mean"], row[f"{m}_std"]
+            std = 0.0 if abs(std) <= 1e-9 * abs(mean) else std  # equal values: rounding noise (2e-15), not a spread
             cells.append("—" if pd.isna(mean) else f"{_fmt(mean, m)} ± {_fmt(std, m)}" if row["n"] > 1 else _fmt(mean, m))
         table.add_row(*(escape(c) for c in cells))  # values like [dropout,l2] are not markup
     return table
