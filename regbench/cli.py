@@ -109,10 +109,10 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
             prepare(plan)
     from regbench import app
 
-    from regbench.sweep.jobs import prevalidated
+    from regbench.sweep.jobs import composed_once, prevalidated
 
     sys.argv = ["regbench run", *args.flags, *args.overrides]
-    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)):
+    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)), composed_once():
         app.hydra_main()
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep

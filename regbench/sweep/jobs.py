@@ -155,3 +155,64 @@ def prevalidated(all_checked: bool):
             del BasicSweeper.validate_batch_is_legal
         else:
             BasicSweeper.validate_batch_is_legal = own
+
+
+class _ComposedOnce:
+    """Hydra's ``load_sweep_config`` composing once per distinct choice of config groups.
+
+    Hydra's launcher composes every job from scratch (about 0.12 s a job on a 2-core CPU) although the jobs
+    of a sweep mostly differ in values (seeds, rates, strengths). Composition is two steps in Hydra: build
+    the config from the defaults list (config groups), then apply the value overrides in order. This does
+    the first step once per distinct list of group overrides, with Hydra's own ``load_configuration``, and
+    the second per job with Hydra's own ``_apply_overrides_to_config``, then records the job's overrides
+    and ``override_dirname`` as Hydra does. A job it cannot tell apart safely (a ``hydra.*`` override of its
+    own, a dict value) is composed by Hydra as before."""
+
+    def __init__(self, original):
+        self.original = original
+        self.cache: dict[tuple, DictConfig] = {}
+
+    def __call__(self, loader, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        import copy
+
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from hydra.types import RunMode
+        from omegaconf import open_dict
+
+        hydra_lines = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
+        config_name = master_config.hydra.job.config_name
+        parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, hydra_lines + list(sweep_overrides))
+        own = parsed[len(hydra_lines):]
+        if any(o.is_hydra_override() or isinstance(o.value(), dict) for o in own):
+            return self.original(loader, master_config, sweep_overrides)
+        groups = [o for o in own if repo.group_exists(o.key_or_group)]
+        values = [o for o in own if not repo.group_exists(o.key_or_group)]
+        key = (config_name, *hydra_lines, "|", *(o.input_line for o in groups))
+        if key not in self.cache:
+            self.cache[key] = loader.load_configuration(config_name=config_name, overrides=[*hydra_lines, *(
+                o.input_line for o in groups)], run_mode=RunMode.RUN)
+        cfg = copy.deepcopy(self.cache[key])
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        with open_dict(cfg.hydra):
+            cfg.hydra.overrides.task = [o.input_line for o in own]
+            cfg.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=own, kv_sep=cfg.hydra.job.config.override_dirname.kv_sep,
+                item_sep=cfg.hydra.job.config.override_dirname.item_sep,
+                exclude_keys=cfg.hydra.job.config.override_dirname.exclude_keys)
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
+
+@contextmanager
+def composed_once():
+    """Hydra's launchers compose each job once per distinct choice of config groups (:class:`_ComposedOnce`),
+    in this process (a joblib or submitit worker composes its own jobs as before)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    original = ConfigLoaderImpl.load_sweep_config
+    fast = _ComposedOnce(original)
+    ConfigLoaderImpl.load_sweep_config = lambda self, master, overrides: fast(self, master, overrides)
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.load_sweep_config = original

@@ -1,0 +1,54 @@
+"""A sweep's jobs, composed once per choice of config groups, are exactly what Hydra's launcher composes."""
+
+from __future__ import annotations
+
+import pytest
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.utils import create_config_search_path
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from regbench.config import CONFIG_DIR
+from regbench.sweep.jobs import _ComposedOnce
+
+JOBS = [
+    ["seed=3"],
+    ["seed=4"],
+    ["model=mlp", "seed=1"],
+    ["model=mlp", "model.width=8", "seed=2", "optimizer.lr=0.1"],
+    ["experiment=label_corruption", "dataset.label_noise=0.5", "seed=0"],
+    ["regularizer=[dropout,weight_decay]", "regularizer.dropout.p=0.3", "seed=0"],
+    ["+note=a/b", "seed=5"],
+    ["~dataset.split_seed", "seed=6"],
+    ["optimizer=sgd", "optimizer.momentum=0.5"],
+]
+
+
+@pytest.fixture(scope="module")
+def loader_and_master(tmp_path_factory):
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONFIG_DIR)))
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    master = loader.load_configuration("config", [f"hydra.sweep.dir={sweep_dir}", "logger=none"], RunMode.MULTIRUN)
+    return loader, master
+
+
+def test_every_job_is_composed_as_hydra_composes_it(loader_and_master):
+    loader, master = loader_and_master
+    fast = _ComposedOnce(ConfigLoaderImpl.load_sweep_config)
+    for job in JOBS:
+        ours = fast(loader, master, job)
+        hydras = ConfigLoaderImpl.load_sweep_config(loader, master, job)
+        assert OmegaConf.to_container(ours) == OmegaConf.to_container(hydras), job
+        assert ours.hydra.job.override_dirname == hydras.hydra.job.override_dirname != ""
+        assert OmegaConf.is_struct(ours) and not OmegaConf.is_readonly(ours.hydra)
+    # one composition per distinct choice of groups, not per job: none, model=mlp, experiment=..., regularizer=...,
+    # optimizer=sgd
+    assert len(fast.cache) == 5
+
+
+def test_a_copy_is_not_shared_between_jobs(loader_and_master):
+    loader, master = loader_and_master
+    fast = _ComposedOnce(ConfigLoaderImpl.load_sweep_config)
+    first = fast(loader, master, ["seed=1"])
+    second = fast(loader, master, ["seed=2"])
+    assert (first.seed, second.seed) == (1, 2) and list(first.hydra.overrides.task) == ["seed=1"]
