@@ -16,30 +16,45 @@ from regbench.errors import UserError
 def write_atomic(path: Path, content: str | Callable[[Path], None], durable: bool = False) -> None:
     """Write ``content`` (text, or a function writing to the path it is given) to a temporary file beside
     ``path``, then rename it over ``path``. ``durable``: fsync the file and the rename (checkpoints)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: concurrent writers never share one
+    write_all([(path, content)], durable)
+
+
+def write_all(items: list[tuple[Path, str | Callable[[Path], None]]], durable: bool = False) -> None:
+    """:func:`write_atomic` for several files at once: every file is written (and fsynced) to its temporary
+    first, then all are renamed in order, so a kill while writing leaves every old file in place and only the
+    renames (microseconds) stand between the old set and the new one. The members of a stack checkpoint
+    this way, so that after a kill they resume at one epoch."""
+    pending: list[tuple[Path, Path]] = []
+    path = Path(items[0][0]) if items else Path(".")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            tmp.write_text(content)
-        else:
-            content(tmp)
-        if durable:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, content in items:
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: writers never share one
+            pending.append((tmp, path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                tmp.write_text(content)
+            else:
+                content(tmp)
+            if durable:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+        for tmp, path in pending:
+            os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)  # the previous file, if any, is untouched
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)  # the previous files, if any, are untouched
         if isinstance(e, OSError) or (isinstance(e, RuntimeError) and _disk_full(path.parent)):  # torch.save: RuntimeError
             reason = e.strerror if isinstance(e, OSError) and e.strerror else "no space left on device"
             raise UserError(f"cannot write {path}: {reason}; the previous file, if any, is intact") from None
         raise
     if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        for folder in dict.fromkeys(path.parent for _, path in pending):
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # make the renames themselves durable
+            finally:
+                os.close(dir_fd)
 
 
 def _disk_full(folder: Path) -> bool:

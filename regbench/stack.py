@@ -829,9 +829,8 @@ def _train_members(members: list[Member]) -> list[dict]:
             save = any(solo.checkpoint_due(m.run, m.state) for m in group)
             if save:
                 stack.write_back()
+                _save_checkpoints(group)
             for m in group:
-                if save:
-                    _save_checkpoint(m)
                 append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
                 log.info("%s: %s", m.run.run_dir.name, solo._format_row(m.state.history[-1], m.cfg.trainer.max_epochs),
                          extra={"epoch_line": True})
@@ -876,10 +875,15 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
     return rows
 
 
-def _save_checkpoint(m: Member) -> None:
-    """Solo's ``save_checkpoint`` (best.pt if due, then last.pt), with the member's own generators as ``rng``."""
-    checkpoint.set_rng_state(m.rng)  # what solo's checkpoint records is the global state: make it the member's
-    solo.save_checkpoint(m.run, m.state)
+def _save_checkpoints(members: list[Member]) -> None:
+    """Solo's checkpoint files (best.pt if due, then last.pt) of every member, each with its own generators as
+    ``rng``, written together: a kill leaves all members at the old epoch or all at the new one (but for the
+    renames themselves), so they resume as one stack and end as an uninterrupted run would."""
+    files = []
+    for m in members:
+        checkpoint.set_rng_state(m.rng)  # what solo's checkpoint records is the global state: make it the member's
+        files += solo.checkpoint_files(m.run, m.state)
+    checkpoint.save_all(files)
 
 
 def _finish(m: Member, K: int) -> None:

@@ -376,17 +376,24 @@ def checkpoint_due(run: Run, state: RunState) -> bool:
 
 def save_checkpoint(run: Run, state: RunState) -> None:
     """best.pt (if a better epoch came since), then last.pt: a kill in between leaves a pair a resume agrees with."""
+    checkpoint.save_all(checkpoint_files(run, state))
+
+
+def checkpoint_files(run: Run, state: RunState) -> list[tuple[dict, Path]]:
+    """What :func:`save_checkpoint` writes, in order: best.pt if a better epoch came since, then last.pt."""
+    files = []
     if run.best is not None:
-        checkpoint.save_atomic(run.best, run.best_path)
+        files.append((run.best, run.best_path))
         run.best = None
     run.saved_at = time.monotonic()
-    checkpoint.save_atomic({
+    files.append(({
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
         "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
         "rng": checkpoint.rng_state(), "state": asdict(state),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-    }, run.last_path)
+    }, run.last_path))
+    return files
 
 
 def finish(run: Run, state: RunState) -> dict:
