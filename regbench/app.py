@@ -37,6 +37,7 @@ from regbench.config import CONFIG_DIR, run_id
 from regbench.errors import UserError
 from regbench.rundir import RunDirBusy, RunDirConflict, hold
 from regbench.sweep.machine import job_resources
+from regbench.sweep.stacks import units
 
 log = logging.getLogger("regbench")
 
@@ -93,7 +94,7 @@ def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
     rid = run_id(cfg)
     if finished_result(run_dir, rid, cfg.resume):
         return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
-    with hold(run_dir, rid), job_resources(cfg, hc):
+    with hold(run_dir, rid), job_resources(cfg, hc, units(Path(hc.sweep.dir)) if multirun else None):
         if not multirun:
             return train(cfg, run_dir)
         return _train_recorded(cfg, run_dir, list(hc.overrides.task))
@@ -146,7 +147,7 @@ def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> dict:
             cfgs.append(member_cfg)
             dirs.append(sweep_dir / m["dirname"])
             held_members.append(m)
-        held.enter_context(job_resources(cfg, hc))
+        held.enter_context(job_resources(cfg, hc, units(sweep_dir)))
         try:
             return train_stacked(cfgs, dirs)[0]
         except (RunDirConflict, RunDirBusy):

@@ -86,7 +86,7 @@ def write_report(sweep_dir: Path, baseline: str | None = None, metric: str = "te
     ablation_files = save("ablation", ablation_num, ablation_txt, f"{study.name}: {ablation_caption}")
     effects_files = save("effects", effects_num, effects_txt, f"{study.name}: effects on {metric}") if all_effects else []
     fit_files = save("time_to_fit", fit_num, fit_txt, f"{study.name}: time to fit") if fit else []
-    from regbench.sweep.tune import read_tuned
+    from regbench.sweep.results import read_tuned
 
     tuned = read_tuned(sweep_dir)
     tuning = None

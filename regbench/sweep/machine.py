@@ -47,16 +47,15 @@ def cpu_threads(launcher: DictConfig, n_sweep_jobs: int | None = None) -> int | 
 
 
 @contextmanager
-def job_resources(cfg: DictConfig, hc):
-    """CPU threads and GPU for a job that shares the machine with others of its sweep."""
+def job_resources(cfg: DictConfig, hc, stack_units: int | None = None):
+    """CPU threads and GPU for a job that shares the machine with others of its sweep; ``stack_units``: how many
+    jobs of the sweep train (a stack counting one), from its stack plan (None: every job trains)."""
     from hydra.types import RunMode
 
     if hc.mode != RunMode.MULTIRUN:
         yield
         return
-    from regbench.sweep.stacks import units
-
-    n_jobs = units(Path(hc.sweep.dir)) or _sweep_size(Path(hc.sweep.dir))  # a stack counts as one job
+    n_jobs = stack_units or _sweep_size(Path(hc.sweep.dir))
     threads = cpu_threads(hc.launcher, n_jobs)
     if threads and not cfg.trainer.num_threads:
         import torch

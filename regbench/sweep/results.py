@@ -22,6 +22,8 @@ import yaml
 from regbench.errors import DamagedFile
 from regbench.files import read_json, read_jsonl, write_atomic
 
+TUNED_FILE = "tuned.json"  # the tuned protocol's choices, beside its final/ sweep (regbench.sweep.tune)
+
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "gap",
            "best_epoch", "epochs_run", "steps", "wall_time_s", "steps_per_s",
            "epochs_to_fit", "steps_to_fit", "num_params")
@@ -81,7 +83,6 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
     tuned protocol's final dir, the tuned keys are part of each arm's recipe, not factors: they are left out
     (``tuned.json`` beside the dir lists them with each arm's choice).
     """
-    from regbench.sweep.tune import tuned_keys
 
     sweep_dir = Path(sweep_dir)
     tuned = tuned_keys(sweep_dir)
@@ -281,3 +282,22 @@ def main(ns) -> int:
     out.print(f"wrote {sweep_dir / RESULTS_CSV}, {RESULTS_PARQUET} (one row per run) and {CONFIGS_CSV} "
               f"(mean ± std over seeds per configuration)", markup=False)
     return 0
+
+
+def read_tuned(final_dir: Path) -> dict | None:
+    """The choices of the tuned protocol whose final dir is ``final_dir`` (its ``tuned.json``), else None."""
+    import json
+
+    path = Path(final_dir).parent / TUNED_FILE
+    if Path(final_dir).name != "final" or not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tuned_keys(sweep_dir: Path) -> list[str]:
+    """The tuned keys when ``sweep_dir`` is a tuned protocol's final dir, else none."""
+    tuned = read_tuned(sweep_dir)
+    return list(tuned["space"]) if tuned else []

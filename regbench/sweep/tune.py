@@ -29,8 +29,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.errors import ConfigError, UserError
+from regbench.sweep.results import TUNED_FILE
 
-TUNED_FILE = "tuned.json"
 METRICS = {"val_acc": max, "val_loss": min}
 
 
@@ -234,22 +234,3 @@ def run(args, plan, launch) -> int:
 
 def _score(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def read_tuned(final_dir: Path) -> dict | None:
-    """The choices of the tuned protocol whose final dir is ``final_dir`` (its ``tuned.json``), else None."""
-    import json
-
-    path = Path(final_dir).parent / TUNED_FILE
-    if Path(final_dir).name != "final" or not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def tuned_keys(sweep_dir: Path) -> list[str]:
-    """The tuned keys when ``sweep_dir`` is a tuned protocol's final dir, else none."""
-    tuned = read_tuned(sweep_dir)
-    return list(tuned["space"]) if tuned else []
