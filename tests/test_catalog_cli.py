@@ -9,6 +9,8 @@ job still trains alone, in its own directory, with its own result.json.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -58,6 +60,7 @@ def sweep(tmp_path: Path, label: str, *overrides: str) -> dict[str, dict]:
     return jobs
 
 
+@pytest.mark.slow  # about 12-25 s through the CLI: make test-slow (CI runs it)
 def test_every_regularizer_trains_through_the_cli(tmp_path):
     by_setting = assign_settings()
     assert "drop_path" in by_setting["digits"] and "instancenorm" in by_setting["mnist1d"]

@@ -25,6 +25,7 @@ def _runs(sweep_dir):
     return {p.parent.name: read_result(p.parent) for p in sweep_dir.glob("*/result.json")}
 
 
+@pytest.mark.slow  # about 12-25 s through the CLI: make test-slow (CI runs it)
 def test_a_mixed_sweep_stacks_what_can_stack_and_matches_training_alone(run_sweep, tmp_path):
     out, stacked_dir = run_sweep(*MIXED)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

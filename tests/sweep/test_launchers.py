@@ -46,6 +46,7 @@ def test_sequential_sweep_has_one_wandb_run_per_job(sequential):
     assert_one_wandb_run_per_job(sequential)
 
 
+@pytest.mark.slow  # about 12-25 s through the CLI: make test-slow (CI runs it)
 def test_joblib_gives_the_sequential_table(sequential, run_sweep, small_sweep):
     out, sweep_dir = run_sweep(*small_sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
