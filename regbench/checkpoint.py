@@ -13,16 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.files import write_all, write_atomic
-
-
-def save_atomic(obj, path: Path) -> None:
-    """Save durably and atomically: after a kill at any instant, ``path`` holds the old checkpoint or the new one."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=True)
+from regbench.files import write_all
 
 
 def save_all(items: list[tuple[dict, Path]]) -> None:
-    """Save several checkpoints durably: all written first, then all renamed in order (:func:`regbench.files.write_all`)."""
+    """Save checkpoints durably and atomically: after a kill at any instant each path holds its old checkpoint or
+    its new one; all are written first, then all renamed in order (:func:`regbench.files.write_all`)."""
     write_all([(path, lambda tmp, obj=obj: torch.save(obj, tmp)) for obj, path in items], durable=True)
 
 

@@ -185,8 +185,9 @@ class _ComposedOnce:
         own = parsed[len(hydra_lines):]
         if any(o.is_hydra_override() or isinstance(o.value(), dict) for o in own):
             return self.original(loader, master_config, sweep_overrides)
-        groups = [o for o in own if repo.group_exists(o.key_or_group)]
-        values = [o for o in own if not repo.group_exists(o.key_or_group)]
+        is_group = [repo.group_exists(o.key_or_group) for o in own]
+        groups = [o for o, g in zip(own, is_group) if g]
+        values = [o for o, g in zip(own, is_group) if not g]
         key = (config_name, *hydra_lines, "|", *(o.input_line for o in groups))
         if key not in self.cache:
             self.cache[key] = loader.load_configuration(config_name=config_name, overrides=[*hydra_lines, *(
