@@ -88,7 +88,7 @@ def test_resume_continues_the_average_exactly(tmp_path):
         ckpt["state"]["run_id"] = full["run_id"]  # as the 4-epoch run's own checkpoint after a kill at epoch 2
         if not keep_ema:
             del ckpt["regularizers"]["ema"]  # what a checkpoint without the average would give
-        checkpoint.save_atomic(ckpt, tmp_path / name / "checkpoints" / "last.pt")
+        checkpoint.save_all([(ckpt, tmp_path / name / "checkpoints" / "last.pt")])
     resumed = train(tiny(*RUN, "trainer.max_epochs=4"), tmp_path / "resumed")
     for key in ("train_loss", "val_loss", "test_loss", "test_acc", "steps"):
         assert resumed[key] == full[key], key  # exact
