@@ -24,6 +24,14 @@ def _isolated_env(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_wandb_service(monkeypatch):
+    """A test's CLI subprocesses start their own W&B service, as a user's command does. An in-process W&B run
+    of an earlier test leaves WANDB_SERVICE set, and a subprocess would join that service, where a run it
+    killed stays registered: the resumed run was then refused with "run ID ... is in use"."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """In-process training uses one thread: tiny models gain nothing from two, and CI's 2 cores are shared
