@@ -68,10 +68,11 @@ def expected_jobs(cfg: DictConfig, sampled: bool = False) -> list[Job] | None:
     (batch,) = BasicSweeper.split_arguments(arguments, None)
     od = cfg.hydra.job.config.override_dirname
     exclude = list(od.exclude_keys)
+    subdir = _Subdir(cfg)
     jobs = []
     for num, lines in enumerate(batch):
         name = get_overrides_dirname(parser.parse_overrides(lines), exclude, od.item_sep, od.kv_sep)
-        jobs.append(Job(tuple(lines), _subdir(cfg, name, num)))
+        jobs.append(Job(tuple(lines), subdir(name, num)))
     return jobs
 
 
@@ -118,18 +119,26 @@ def varied_keys(cfg: DictConfig) -> list[str]:
     return list(out)
 
 
-def _subdir(cfg: DictConfig, override_dirname: str, num: int) -> str:
-    """``hydra.sweep.subdir`` as Hydra resolves it for one job (regbench's is ``${regbench.dirname:...}``)."""
-    import regbench.config  # noqa: F401  (registers the regbench.dirname resolver)
+class _Subdir:
+    """``hydra.sweep.subdir`` as Hydra resolves it for each job (regbench's is ``${regbench.dirname:...}``).
 
-    job_cfg = OmegaConf.create({"hydra": {"job": {**OmegaConf.to_container(cfg.hydra.job, resolve=False),
-                                                  "override_dirname": override_dirname, "num": num},
-                                          "sweep": {"subdir": cfg.hydra.sweep._get_node("subdir")._value()}}})
-    job_cfg = OmegaConf.merge({k: v for k, v in cfg.items() if k != "hydra"}, job_cfg)
-    try:
-        return str(job_cfg.hydra.sweep.subdir)
-    except Exception:  # a template that cannot be resolved outside Hydra: Hydra's default layout
-        return str(num)
+    The config the template may refer to is built once; each job only sets its ``override_dirname`` and
+    ``num`` before resolving (merging the whole config per job cost 10-25 ms a job)."""
+
+    def __init__(self, cfg: DictConfig):
+        import regbench.config  # noqa: F401  (registers the regbench.dirname resolver)
+
+        job = OmegaConf.to_container(cfg.hydra.job, resolve=False)
+        self.cfg = OmegaConf.merge({k: v for k, v in cfg.items() if k != "hydra"}, {"hydra": {
+            "job": {**job, "override_dirname": "", "num": 0},
+            "sweep": {"subdir": cfg.hydra.sweep._get_node("subdir")._value()}}})
+
+    def __call__(self, override_dirname: str, num: int) -> str:
+        self.cfg.hydra.job.override_dirname, self.cfg.hydra.job.num = override_dirname, num
+        try:
+            return str(self.cfg.hydra.sweep.subdir)
+        except Exception:  # a template that cannot be resolved outside Hydra: Hydra's default layout
+            return str(num)
 
 
 @contextmanager
@@ -171,20 +180,26 @@ class _ComposedOnce:
     def __init__(self, original):
         self.original = original
         self.cache: dict[tuple, DictConfig] = {}
+        self.repos: dict[tuple, object] = {}
 
     def __call__(self, loader, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         import copy
 
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.types import RunMode
         from omegaconf import open_dict
 
         hydra_lines = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
         config_name = master_config.hydra.job.config_name
-        parsed, repo = loader._parse_overrides_and_create_caching_repo(config_name, hydra_lines + list(sweep_overrides))
-        own = parsed[len(hydra_lines):]
+        own = OverridesParser.create().parse_overrides(list(sweep_overrides))
         if any(o.is_hydra_override() or isinstance(o.value(), dict) for o in own):
             return self.original(loader, master_config, sweep_overrides)
+        # the config repository depends on the search path, which only hydra.* overrides change: one per sweep
+        if (config_name, *hydra_lines) not in self.repos:
+            self.repos[(config_name, *hydra_lines)] = loader._parse_overrides_and_create_caching_repo(
+                config_name, hydra_lines)[1]
+        repo = self.repos[(config_name, *hydra_lines)]
         is_group = [repo.group_exists(o.key_or_group) for o in own]
         groups = [o for o, g in zip(own, is_group) if g]
         values = [o for o, g in zip(own, is_group) if not g]

@@ -35,6 +35,15 @@ def test_a_command_line_value_replaces_the_config_sweep():
     assert jobs[0].dirname == "dataset.label_noise=0.0,model=mlp,seed=0"
 
 
+def test_a_subdir_template_sees_the_config_and_each_jobs_number():
+    cfg = OmegaConf.create({"name": "study", "hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": {}},
+        "overrides": {"task": ["seed=0,1,2"]},
+        "job": {"name": "regbench", "config": {"override_dirname": {"kv_sep": "=", "item_sep": ",", "exclude_keys": []}}},
+        "sweep": {"subdir": "${name}-${hydra.job.num}-${regbench.dirname:${hydra.job.override_dirname}}"}}})
+    assert [j.dirname for j in expected_jobs(cfg)] == [f"study-{i}-seed={i}" for i in range(3)]
+
+
 def test_a_sampling_sweeper_has_a_count_but_no_job_list():
     cfg = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
                                                   "n_trials": 7, "params": {"optimizer.lr": "interval(1e-4, 1e-1)"}},
