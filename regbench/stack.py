@@ -44,6 +44,7 @@ into stacks trained one after the other.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -60,7 +61,7 @@ from torch import nn
 
 from regbench import build, checkpoint, rundir
 from regbench import train as solo
-from regbench.config import run_id, to_container
+from regbench.config import CONFIG_DIR, run_id, to_container
 from regbench.files import append_jsonl, write_atomic, write_json, write_jsonl
 from regbench.models.layers import TrainingNoise
 from regbench.regularizers.base import Regularizer, soft_targets
@@ -82,15 +83,18 @@ def _penalty_l1(reg, views, strength):
 
 
 def _regularizer_forms() -> tuple[dict, dict]:
-    """(stacked forms keyed by class, reasons keyed by class for those that train solo)."""
+    """(stacked forms keyed by class, reasons keyed by class for those that train solo).
+
+    A form is (hook, penalty function, the attribute holding the member's number, the number that makes it
+    do nothing, its config): a member without the regularizer trains with that number, exactly as without."""
     from regbench.regularizers import drop_path, ema, grad_clip, max_norm, noise, penalties
 
     forms = {
-        penalties.L2: ("penalty", _penalty_l2, "strength"),
-        penalties.L1: ("penalty", _penalty_l1, "strength"),
-        penalties.WeightDecay: ("before_step", None, "strength"),
-        grad_clip.GradClip: ("after_backward", None, "max_norm"),
-        max_norm.MaxNorm: ("after_step", None, "c"),
+        penalties.L2: ("penalty", _penalty_l2, "strength", 0.0, "l2"),
+        penalties.L1: ("penalty", _penalty_l1, "strength", 0.0, "l1"),
+        penalties.WeightDecay: ("before_step", None, "strength", 0.0, "weight_decay"),
+        grad_clip.GradClip: ("after_backward", None, "max_norm", math.inf, "grad_clip"),
+        max_norm.MaxNorm: ("after_step", None, "c", math.inf, "max_norm"),
     }
     reasons = {
         ema.EMA: "evaluation swaps in a shadow model (eval_model) and its state is a second set of weights; "
@@ -202,8 +206,10 @@ def stack_key(cfg: DictConfig) -> str | None:
     Equal keys mean: the same network shape and layer settings, data of the same shapes (same dataset,
     split and subsample; label noise and input corruption may differ), the same batch size, epoch budget,
     evaluation batch, early-stopping monitor, device and thread settings, the same optimizer apart from
-    its lr, and the same regularizers in the same order apart from their numbers. Seeds, learning rates,
-    schedules, regularizer strengths and rates, patience, study name and logger may differ.
+    its lr, and the same non-number settings of penalties, decay, clipping and max-norm (see
+    :func:`_form_settings`). Seeds, learning rates, schedules, regularizer strengths and rates, which
+    regularizers a member has (as long as the network keeps its shape), patience, study name and logger
+    may differ.
     """
     regs, model = _build_shapes(cfg)
     if _reason(cfg, regs, model):
@@ -211,16 +217,39 @@ def stack_key(cfg: DictConfig) -> str | None:
     t = cfg.trainer
     data = {k: v for k, v in to_container(cfg.dataset).items() if k not in _DATA_VALUE_KEYS}
     optimizer = {k: v for k, v in to_container(cfg.optimizer).items() if k != "lr"}
-    reg_cfg = to_container(cfg.regularizer) if cfg.get("regularizer") else {}
-    regularizers = [(name, {k: v for k, v in (node or {}).items()
-                            if isinstance(v, bool) or not isinstance(v, (int, float))}) for name, node in reg_cfg.items()]
     key = {
-        "model": _model_signature(model), "data": data, "optimizer": optimizer, "regularizers": regularizers,
+        "model": _model_signature(model), "data": data, "optimizer": optimizer, "regularizers": _form_settings(cfg, regs),
         "trainer": {"batch_size": t.batch_size, "max_epochs": t.max_epochs, "eval_batch_size": t.eval_batch_size,
                     "monitor": t.early_stopping.monitor, "device": t.device, "deterministic": t.deterministic,
                     "num_threads": t.num_threads, "train_eval_size": t.get("train_eval_size")},
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _settings(node) -> dict:
+    """A regularizer config's settings that are not numbers (which members may differ in)."""
+    return {k: v for k, v in (node or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+
+
+@functools.cache
+def _default_settings(config: str) -> dict:
+    return _settings(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "regularizer" / f"{config}.yaml")[config]))
+
+
+def _form_settings(cfg: DictConfig, regs) -> dict:
+    """Per stacked form, the settings that are not numbers of each of ``cfg``'s regularizers of that kind, or
+    its default config's when it has none (trained with the number that does nothing). Members may differ
+    in which regularizers they have: augmentations and mixup run per member, dropout and noise are masks
+    drawn per member, and what changes the network (normalization layers) is in the model's signature."""
+    forms, _ = _regularizer_forms()
+    reg_cfg = to_container(cfg.regularizer) if cfg.get("regularizer") else {}
+    out = {}
+    for cls, (*_, default) in forms.items():
+        present = [_settings(reg_cfg.get(r.name)) for r in regs if type(r) is cls]
+        if not present:
+            present = [_default_settings(default)]
+        out[cls.__name__] = present
+    return out
 
 
 def max_stack_size(num_params: int, activations_per_member: int, device: torch.device) -> int:
@@ -432,18 +461,24 @@ class Stack:
                     self.momentum_buffer = gather("momentum_buffer")
 
     def _init_regularizers(self):
+        """One stacked form per regularizer slot (its kind, and which of that kind) any member has; a member
+        without it gets the number that does nothing (strength 0, an infinite max norm)."""
         forms, _ = _regularizer_forms()
-        self.forms = []  # (hook, fn, strengths [K], views of the covered params)
-        regs_by_member = [m.run.regs for m in self.members]
-        for i, reg in enumerate(regs_by_member[0]):
-            form = forms.get(type(reg))
-            if form is None:
-                continue
-            hook, fn, attr = form
-            values = torch.tensor([float(getattr(regs[i], attr)) for regs in regs_by_member], dtype=torch.float64)
-            covered = getattr(reg, "covered", None)
-            self.forms.append((hook, fn, values, covered, reg))
-        self.transforms = bool(self.members[0].run.hooks["transform_batch"])
+        self.forms = []  # (hook, fn, numbers [K], names of the covered params, a member's regularizer)
+        slots: dict[tuple, list] = {}  # (class, i-th of that class) → each member's regularizer or None
+        for k, m in enumerate(self.members):
+            seen: dict[type, int] = {}
+            for reg in m.run.regs:
+                if type(reg) in forms:
+                    slot = (type(reg), seen.get(type(reg), 0))
+                    seen[type(reg)] = slot[1] + 1
+                    slots.setdefault(slot, [None] * self.K)[k] = reg
+        for (cls, _), regs in slots.items():
+            hook, fn, attr, neutral, _ = forms[cls]
+            values = torch.tensor([neutral if r is None else float(getattr(r, attr)) for r in regs], dtype=torch.float64)
+            reg = next(r for r in regs if r is not None)
+            self.forms.append((hook, fn, values, getattr(reg, "covered", None), reg))
+        self.transforms = any(m.run.hooks["transform_batch"] for m in self.members)
 
     # ----- views
     def param_views(self, P=None):

@@ -49,6 +49,11 @@ def test_stack_key_ignores_numbers_and_separates_shapes():
                       "scheduler=cosine", "trainer.early_stopping.patience=3")
     assert S.stack_key(base) is not None
     assert S.stack_key(base) == S.stack_key(numbers)
+    # members may differ in which regularizers they have, unless one changes the network or a setting
+    assert S.stack_key(base) == S.stack_key(compose(*TINY, "model=mlp", "regularizer=[mixup,l2]"))
+    assert S.stack_key(base) != S.stack_key(compose(*TINY, "model=mlp", "regularizer=[batchnorm]"))
+    assert S.stack_key(base) != S.stack_key(compose(*TINY, "model=mlp", "regularizer=[weight_decay]",
+                                                    "regularizer.weight_decay.exclude_bias_and_norm=false"))
     for other in (["model.width=50"], ["trainer.batch_size=50"], ["trainer.max_epochs=3"], ["optimizer=sgd"],
                   ["dataset.n_train=150"]):
         changed = compose(*TINY, "model=mlp", "regularizer=[dropout,weight_decay]", *other)
@@ -108,11 +113,26 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_first_steps_match_solo(case, tmp_path):
     lr = 0.05 if "sgd" in case else 0.01
-    configs = cfgs(*CASES[case], seeds=(0, 1), lrs=(lr, lr / 3))
-    stacked = S.train_stacked(configs, [tmp_path / f"stack{k}" for k in range(2)])
+    assert_stack_matches_solo(cfgs(*CASES[case], seeds=(0, 1), lrs=(lr, lr / 3)), tmp_path)
+
+
+def test_members_with_different_regularizers_stack_and_match_solo(tmp_path):
+    """A member without a penalty, decay, clipping or max-norm trains with the number that does nothing;
+    augmentations, mixup and label smoothing run per member, dropout is a mask drawn per member."""
+    sets = {"none": [], "[weight_decay]": [], "[dropout,l2]": [],
+            "[signal_shift,grad_clip,max_norm]": ["regularizer.grad_clip.max_norm=0.5", "regularizer.max_norm.c=0.5"],
+            "[mixup,l1]": ["regularizer.l1.strength=1e-3"], "[label_smoothing,weight_decay]": []}
+    configs = [compose(*TINY, "model=mlp", f"seed={k}", f"regularizer={r}", *more) for k, (r, more) in enumerate(sets.items())]
+    assert len({S.stack_key(c) for c in configs}) == 1
+    assert_stack_matches_solo(configs, tmp_path)
+
+
+def assert_stack_matches_solo(configs, tmp_path):
+    K = len(configs)
+    stacked = S.train_stacked(configs, [tmp_path / f"stack{k}" for k in range(K)])
     for k, cfg in enumerate(configs):
         alone = solo.train(cfg, tmp_path / f"solo{k}")
-        assert stacked[k]["stacked"] == 2 and stacked[k]["status"] == "completed"
+        assert stacked[k]["stacked"] == K and stacked[k]["status"] == "completed"
         assert stacked[k]["run_id"] == alone["run_id"] and stacked[k]["steps"] == alone["steps"] == 4
         for key in METRICS:
             assert stacked[k][key] == pytest.approx(alone[key], rel=1e-5, abs=1e-6), key
