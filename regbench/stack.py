@@ -324,6 +324,17 @@ class _MaskLayer(nn.Module):
         return x * self.mask if self.mode == "mul" else x + self.mask
 
 
+class _Bound(nn.Module):
+    """``module`` called with one member's parameters and buffers (``torch.func.functional_call``)."""
+
+    def __init__(self, module: nn.Module, tensors: dict):
+        super().__init__()
+        self.module, self.tensors = module, tensors
+
+    def forward(self, x):
+        return torch.func.functional_call(self.module, self.tensors, (x,))
+
+
 class _UnfoldConv1d(nn.Module):
     """Conv1d as unfold + matmul, with the parameters of the Conv1d it replaces (same names).
 
@@ -420,6 +431,7 @@ class Stack:
                 if path and _convertible_conv(module):
                     _set_submodule(template, path, _UnfoldConv1d(module))
         self.template = template.to("meta")
+        self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation on a CPU (_evaluate_each)
         self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
 
         def call(tensors, x):
@@ -676,11 +688,18 @@ class Stack:
     # ----- evaluation
     @torch.no_grad()
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        """Every member's mean cross-entropy and accuracy on a split, in eval mode (solo's ``evaluate``)."""
+        """Every member's mean cross-entropy and accuracy on a split, in eval mode (solo's ``evaluate``):
+        batched on a GPU, one member after another on a CPU (see :meth:`_evaluate_each`)."""
+        batch = self.members[0].cfg.trainer.eval_batch_size
+        if self.device.type == "cpu":
+            return self._evaluate_each(split, batch)
+        return self._evaluate_batched(split, batch)
+
+    @torch.no_grad()
+    def _evaluate_batched(self, split: str, batch: int) -> tuple[list[float], list[float]]:
         x_table, x_index, x_shared = self.data[f"x_{split}"]
         y_table, y_index, y_shared = self.data[f"y_{split}"]
         n = x_table.shape[1]
-        batch = self.members[0].cfg.trainer.eval_batch_size
         tensors = {**dict(zip(self.param_names, self.param_views(self.P.detach()))), **self.buffers}
         self.template.eval()
         loss_sum = torch.zeros(self.K, device=self.device)
@@ -696,6 +715,21 @@ class Stack:
             correct += (logits.argmax(-1) == y).sum(1)
         self.template.train()
         return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+    def _evaluate_each(self, split: str, batch: int) -> tuple[list[float], list[float]]:
+        """:meth:`evaluate` one member after another, with solo's ``evaluate`` on the model's own layers: on a
+        CPU, inference through K plain convolutions is about 3x faster than one batched (grouped or unfolded)
+        convolution, and as fast for an MLP."""
+        x_table, x_index, _ = self.data[f"x_{split}"]
+        y_table, y_index, _ = self.data[f"y_{split}"]
+        views = self.param_views(self.P.detach())
+        losses, accs = [], []
+        for k in range(self.K):
+            tensors = {**{n: v[k] for n, v in zip(self.param_names, views)}, **{n: b[k] for n, b in self.buffers.items()}}
+            loss, acc = solo.evaluate(_Bound(self.eval_module, tensors), x_table[x_index[k]], y_table[y_index[k]], batch)
+            losses.append(loss)
+            accs.append(acc)
+        return losses, accs
 
     # ----- back to the members' solo objects
     @torch.no_grad()

@@ -95,6 +95,19 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
 
 
+def test_batched_and_per_member_evaluation_agree(tmp_path):
+    """A GPU evaluates the stack batched, a CPU one member after another: both paths run here."""
+    configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "dataset.label_noise=0.5", seeds=(0, 1, 2))
+    stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
+    stack.train_epoch()  # BatchNorm's running statistics move away from their start
+    for split in ("train_eval", "val"):
+        each, batched = stack._evaluate_each(split, 64), stack._evaluate_batched(split, 64)
+        assert stack.evaluate(split) == stack._evaluate_each(split, configs[0].trainer.eval_batch_size)
+        for a, b in zip(each, batched):
+            assert a == pytest.approx(b, rel=1e-5)
+        assert len(set(each[0])) == 3  # three members, three different results
+
+
 # Every stacked regularizer against its solo form; SGD's first step is -lr·gradient, so equal weights after
 # it mean equal gradients. Members differ in seed and lr (and strengths), so per-member rates are checked too.
 CASES = {
