@@ -196,14 +196,14 @@ class _ComposedOnce:
         if any(o.is_hydra_override() or isinstance(o.value(), dict) for o in own):
             return self.original(loader, master_config, sweep_overrides)
         # the config repository depends on the search path, which only hydra.* overrides change: one per sweep
-        if (config_name, *hydra_lines) not in self.repos:
-            self.repos[(config_name, *hydra_lines)] = loader._parse_overrides_and_create_caching_repo(
-                config_name, hydra_lines)[1]
-        repo = self.repos[(config_name, *hydra_lines)]
+        sweep_key = (config_name, *hydra_lines)
+        if sweep_key not in self.repos:
+            self.repos[sweep_key] = loader._parse_overrides_and_create_caching_repo(config_name, hydra_lines)[1]
+        repo = self.repos[sweep_key]
         is_group = [repo.group_exists(o.key_or_group) for o in own]
         groups = [o for o, g in zip(own, is_group) if g]
         values = [o for o, g in zip(own, is_group) if not g]
-        key = (config_name, *hydra_lines, "|", *(o.input_line for o in groups))
+        key = (*sweep_key, "|", *(o.input_line for o in groups))
         if key not in self.cache:
             self.cache[key] = loader.load_configuration(config_name=config_name, overrides=[*hydra_lines, *(
                 o.input_line for o in groups)], run_mode=RunMode.RUN)
