@@ -252,6 +252,17 @@ def _form_settings(cfg: DictConfig, regs) -> dict:
     return out
 
 
+def key_text(cfg: DictConfig) -> str:
+    """Everything :func:`stack_key` reads except seed and numbers that do not change shapes: configurations
+    equal here have equal keys, so a caller computes the key (which builds a meta model) once per text."""
+    data = to_container(cfg)
+    for key in ("seed", "name", "logger", "stack", "resume"):
+        data.pop(key, None)
+    data.get("optimizer", {}).pop("lr", None)
+    data.get("dataset", {}).pop("label_noise", None)
+    return OmegaConf.to_yaml(data) + f"resume={cfg.get('resume')}"
+
+
 def max_stack_size(num_params: int, activations_per_member: int, device: torch.device) -> int:
     """Members per stack: :data:`MAX_STACK_CPU` on CPU; on a GPU what fits in half its free memory.
 
@@ -761,12 +772,14 @@ class Stack:
 # ------------------------------------------------------------------------------------- the engine
 
 def _check_same_key(cfgs: list[DictConfig]) -> None:
-    keys = []
+    keys, by_text = [], {}
     for cfg in cfgs:
-        key = stack_key(cfg)
-        if key is None:
+        text = key_text(cfg)
+        if text not in by_text:
+            by_text[text] = stack_key(cfg)
+        if by_text[text] is None:
             raise ValueError(f"seed={cfg.seed}: cannot train stacked: {why_not_stackable(cfg)}")
-        keys.append(key)
+        keys.append(by_text[text])
     if len(set(keys)) > 1:
         raise ValueError("configurations of one stack must share one stack_key (network shape, data shapes, "
                          f"batch size, epochs, optimizer apart from lr); got {len(set(keys))} keys")

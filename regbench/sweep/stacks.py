@@ -46,7 +46,7 @@ def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
 
     ``parallel``: jobs the launcher runs side by side; ``stack=auto`` cuts stacks so that at least that many
     units exist (each joblib worker trains a stack of its own)."""
-    from regbench.stack import MAX_STACK_CPU, stack_key, why_not_stackable
+    from regbench.stack import MAX_STACK_CPU, key_text, stack_key, why_not_stackable
 
     plan = StackPlan()
     groups: dict[tuple, list[int]] = {}
@@ -57,7 +57,7 @@ def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
         if cfg.get("stack", 1) == 1:
             plan.alone.setdefault("stack=1", []).append(i)
             continue
-        shape = _shape_yaml(cfg)
+        shape = key_text(cfg)
         if shape not in keys:
             keys[shape] = stack_key(cfg)
             if keys[shape] is None:
@@ -82,21 +82,6 @@ def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
                 plan.stacks.append(chunk)
     plan.units = len(plan.stacks) + sum(len(v) for v in plan.alone.values())
     return plan
-
-
-def _shape_yaml(cfg) -> str:
-    """Everything :func:`regbench.stack.stack_key` reads except seed and numbers that do not change shapes:
-    configurations equal here have equal keys (the cache key of :func:`plan_stacks`)."""
-    from omegaconf import OmegaConf
-
-    from regbench.config import to_container
-
-    data = to_container(cfg)
-    for key in ("seed", "name", "logger", "stack", "resume"):
-        data.pop(key, None)
-    data.get("optimizer", {}).pop("lr", None)
-    data.get("dataset", {}).pop("label_noise", None)
-    return OmegaConf.to_yaml(data) + f"resume={cfg.get('resume')}"
 
 
 def _even_chunks(items: list, n: int) -> list[list]:
