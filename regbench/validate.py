@@ -170,7 +170,7 @@ def check_job(overrides: list[str], config_name: str = "config", costly_checks_d
     """Compose one job (with Hydra's node, for its run dir) and check it; the costly checks (data, model)
     once per distinct setting. Returns the composed config."""
     from regbench import build
-    from regbench.config import compose
+    from regbench.config import compose, to_yaml
 
     try:
         if composer is not None:
@@ -182,7 +182,8 @@ def check_job(overrides: list[str], config_name: str = "config", costly_checks_d
     except Exception as e:
         raise config_error(e) from None
     build.check_run(cfg)
-    key = OmegaConf.to_yaml({k: cfg.get(k) for k in ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")})
+    parts = {k: cfg.get(k) for k in ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")}
+    key = to_yaml({k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in parts.items()})
     if costly_checks_done is None or key not in costly_checks_done:
         build.check(cfg)
         if costly_checks_done is not None:

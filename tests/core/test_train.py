@@ -8,7 +8,7 @@ import torch
 from helpers import read_metrics, read_result, tiny
 
 from regbench.config import CONFIG_DIR, options
-from regbench.train import train
+from regbench.train import build_run, evaluate_splits, train
 
 MODELS_1D = ("logistic", "mlp", "cnn1d", "mlp_1x512", "mlp_3x512")
 
@@ -165,3 +165,18 @@ def test_per_epoch_train_metrics_use_the_subset_the_result_names(tmp_path):
     assert last_whole["train_acc"] == whole["train_acc"]
     correct = last_subset["train_acc"] * 120
     assert abs(correct - round(correct)) < 1e-9  # a count out of the 120 examples of the subset
+
+
+def test_splits_evaluated_together_each_get_their_own_numbers(tmp_path):
+    run = build_run(tiny("model=mlp", "regularizer=[dropout]"), tmp_path)
+    data = run.data
+    splits = [(data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)]
+    run.model.train()
+    together = evaluate_splits(run.model, splits, 7)  # batches of 7: several per split, and a remainder
+    assert run.model.training  # back in the mode it was in
+    run.model.eval()
+    with torch.no_grad():
+        for (x, y), (loss, acc) in zip(splits, together, strict=True):
+            logits = run.model(x)  # eval mode: dropout off, so one pass gives the same numbers
+            assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+            assert acc == (logits.argmax(1) == y).sum().item() / len(y)
