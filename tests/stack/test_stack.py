@@ -100,10 +100,10 @@ def test_batched_and_per_member_evaluation_agree(tmp_path):
     configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
-    for split in ("train_eval", "val"):
-        each, batched = stack._evaluate_each(split, 64), stack._evaluate_batched(split, 64)
-        assert stack.evaluate(split) == stack._evaluate_each(split, configs[0].trainer.eval_batch_size)
-        for a, b in zip(each, batched):
+    splits = ("train_eval", "val")
+    assert stack.evaluate(*splits) == stack._evaluate_each(splits, configs[0].trainer.eval_batch_size)
+    for split, each in zip(splits, stack._evaluate_each(splits, 64), strict=True):
+        for a, b in zip(each, stack._evaluate_batched(split, 64), strict=True):
             assert a == pytest.approx(b, rel=1e-5)
         assert len(set(each[0])) == 3  # three members, three different results
 
@@ -147,8 +147,10 @@ def assert_stack_matches_solo(configs, tmp_path):
         alone = solo.train(cfg, tmp_path / f"solo{k}")
         assert stacked[k]["stacked"] == K and stacked[k]["status"] == "completed"
         assert stacked[k]["run_id"] == alone["run_id"] and stacked[k]["steps"] == alone["steps"] == 4
-        for key in METRICS:
-            assert stacked[k][key] == pytest.approx(alone[key], rel=1e-5, abs=1e-6), key
+        for key in METRICS:  # an accuracy may differ by one example (splits here hold 100+):
+            # a near-tie flips under float32 reassociation (seen on an AMD EPYC)
+            tolerance = {"abs": 1.01 / 100} if key.endswith("acc") else {"rel": 1e-5, "abs": 1e-6}
+            assert stacked[k][key] == pytest.approx(alone[key], **tolerance), key
         for a, b in zip(strip(read_metrics(tmp_path / f"stack{k}")), strip(read_metrics(tmp_path / f"solo{k}"))):
             assert a.keys() == b.keys() and a["lr"] == b["lr"]
             for key in ("train_loss", "val_loss"):
