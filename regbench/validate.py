@@ -120,9 +120,7 @@ class Composer:
         self.cache = {tuple(self.fixed_lines): fixed}
 
     def compose(self, overrides: list[str]):
-        import copy
-
-        from regbench.config import compose
+        from regbench.config import compose, copy_config
 
         if not self.shortcut:  # a job's overrides hold no hydra.* ones (as Hydra's): add the command's
             hydra_lines = [line for line in self.fixed_lines if line.lstrip("+~").startswith(("hydra.", "hydra/"))]
@@ -131,7 +129,7 @@ class Composer:
         groups = tuple(self.fixed_lines + [o.input_line for o in own if self._is_group(o)])
         if groups not in self.cache:
             self.cache[groups] = compose(list(groups), self.config_name, return_hydra_config=True)
-        cfg = copy.deepcopy(self.cache[groups])
+        cfg = copy_config(self.cache[groups])
         for o in own:
             if not self._is_group(o):
                 self._set(cfg, o)

@@ -183,12 +183,12 @@ class _ComposedOnce:
         self.repos: dict[tuple, object] = {}
 
     def __call__(self, loader, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        import copy
-
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.types import RunMode
         from omegaconf import open_dict
+
+        from regbench.config import copy_config
 
         hydra_lines = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
         config_name = master_config.hydra.job.config_name
@@ -207,7 +207,7 @@ class _ComposedOnce:
         if key not in self.cache:
             self.cache[key] = loader.load_configuration(config_name=config_name, overrides=[*hydra_lines, *(
                 o.input_line for o in groups)], run_mode=RunMode.RUN)
-        cfg = copy.deepcopy(self.cache[key])
+        cfg = copy_config(self.cache[key])
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         with open_dict(cfg.hydra):
             cfg.hydra.overrides.task = [o.input_line for o in own]
