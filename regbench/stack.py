@@ -361,6 +361,41 @@ def _convertible_conv(m: nn.Module) -> bool:
             and isinstance(m.padding, tuple))
 
 
+class _FoldedLinear(nn.Module):
+    """nn.Linear for the members' rows folded into one batch, ``[K*B, ..., in]``: one batched matmul with each
+    member's weights (same parameter names). Without vmap's batching of every op, the forward and backward
+    of a 16-member MNIST-1D MLP step take about 1.9 ms instead of 2.4-2.8 ms on this project's CPU (a whole
+    stacked epoch, optimizer and data included, about 8% less). The bias is added after the matmul, as vmap's
+    lowering of F.linear does, so the results are vmap's bit for bit (a test checks)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight, self.bias = linear.weight, linear.bias
+
+    def forward(self, x):
+        K = len(self.weight)
+        rows = x.reshape(K, -1, x.shape[-1])
+        y = torch.bmm(rows, self.weight.transpose(1, 2))
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+# Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
+# members' rows folded into one batch (the dropout and noise slots are _MaskLayers by then).
+_ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, _MaskLayer)
+
+
+def _foldable(template: nn.Module, buffer_names: list[str]) -> bool:
+    """Whether a template can train without vmap, its members' rows folded into one batch: the model says its
+    own forward treats each row alone (``rows_independent``), it has no buffers (BatchNorm's statistics are
+    per member), and every layer is a plain Linear, a Flatten that keeps dim 0, or one of _ROWWISE."""
+    if not getattr(type(template), "rows_independent", False) or buffer_names:
+        return False
+    return all(type(m) in _ROWWISE or type(m) is nn.Linear or (type(m) is nn.Flatten and m.start_dim >= 1)
+               for _, m in list(template.named_modules())[1:])
+
+
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent, _, child = path.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, child, module)
@@ -371,7 +406,8 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
 class Stack:
     """K members' parameters as one flat leaf ``[K, N]``, their buffers stacked, one optimizer over them."""
 
-    def __init__(self, members: list[Member]):
+    def __init__(self, members: list[Member], fold: bool = True):
+        """``fold``: train a foldable template without vmap (see :func:`_foldable`); False keeps vmap."""
         self.members = members
         self.K = len(members)
         first = members[0].run
@@ -387,7 +423,7 @@ class Stack:
         self.P.requires_grad_(True)
         self.buffers = {n: torch.stack([dict(m.named_buffers())[n].detach() for m in models]).clone()
                         for n in self.buffer_names}
-        self._build_template(models)
+        self._build_template(models, fold)
         self._init_optimizer()
         self._init_regularizers()
         self._batches = {}  # batch size → [(path, shape)] of the random slots in call order
@@ -411,7 +447,7 @@ class Stack:
                                 torch.tensor(index, device=self.device), len(unique) == 1)
 
     # ----- construction
-    def _build_template(self, models):
+    def _build_template(self, models, fold: bool):
         template = copy.deepcopy(models[0])
         self.random_slots = {}  # path → (mode, [member module at that path])
         for path, _ in models[0].named_modules():
@@ -430,6 +466,11 @@ class Stack:
             for path, module in list(template.named_modules()):
                 if path and _convertible_conv(module):
                     _set_submodule(template, path, _UnfoldConv1d(module))
+        self.folded = fold and _foldable(template, self.buffer_names)
+        if self.folded:
+            for path, module in list(template.named_modules()):
+                if type(module) is nn.Linear:
+                    _set_submodule(template, path, _FoldedLinear(module))
         self.template = template.to("meta")
         self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation on a CPU (_evaluate_each)
         self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
@@ -437,8 +478,17 @@ class Stack:
         def call(tensors, x):
             return torch.func.functional_call(self.template, tensors, (x,))
 
-        self._forward_each = torch.func.vmap(call, in_dims=(0, 0), randomness="error")
-        self._forward_shared = torch.func.vmap(call, in_dims=(0, None), randomness="error")
+        def folded(tensors, x):  # x [K, B, ...], a mask [K, B, ...]: the rows of all members as one batch
+            tensors = {n: t.flatten(0, 1) if n.endswith(".mask") else t for n, t in tensors.items()}
+            out = call(tensors, x.flatten(0, 1))
+            return out.view(*x.shape[:2], *out.shape[1:])
+
+        if self.folded:
+            self._forward_each = folded
+            self._forward_shared = lambda tensors, x: folded(tensors, x.expand(self.K, *x.shape))
+        else:
+            self._forward_each = torch.func.vmap(call, in_dims=(0, 0), randomness="error")
+            self._forward_shared = torch.func.vmap(call, in_dims=(0, None), randomness="error")
 
     def _init_optimizer(self):
         runs = [m.run for m in self.members]

@@ -95,10 +95,14 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
 
 
-def test_batched_and_per_member_evaluation_agree(tmp_path):
-    """A GPU evaluates the stack batched, a CPU one member after another: both paths run here."""
-    configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "dataset.label_noise=0.5", seeds=(0, 1, 2))
+@pytest.mark.parametrize("model,folded", [("cnn1d", False), ("mlp", False), ("mlp", True)])
+def test_batched_and_per_member_evaluation_agree(model, folded, tmp_path):
+    """A GPU evaluates the stack batched, a CPU one member after another: both paths run here, for a stack
+    under vmap and for a plain MLP's, whose members' rows are folded into one batch (no BatchNorm)."""
+    regularizers = "[dropout]" if folded else "[batchnorm,dropout]"
+    configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
+    assert stack.folded == folded
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
     splits = ("train_eval", "val")
     assert stack.evaluate(*splits) == stack._evaluate_each(splits, configs[0].trainer.eval_batch_size)
@@ -106,6 +110,20 @@ def test_batched_and_per_member_evaluation_agree(tmp_path):
         for a, b in zip(each, stack._evaluate_batched(split, 64), strict=True):
             assert a == pytest.approx(b, rel=1e-5)
         assert len(set(each[0])) == 3  # three members, three different results
+
+
+def test_folded_mlp_trains_bit_for_bit_as_under_vmap(tmp_path):
+    """A plain MLP's stack folds its members into one batch instead of vmap: the same arithmetic, so the same
+    bits (and the studies measured under vmap keep their numbers)."""
+    configs = cfgs("model=mlp", "regularizer=[dropout,weight_decay]", seeds=(0, 1, 2))
+    results = {}
+    for fold in (True, False):
+        stack = S.Stack([S._build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        assert stack.folded == fold
+        losses = torch.stack([stack.train_epoch() for _ in range(2)])
+        results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
+    assert torch.equal(results[True][0], results[False][0]) and torch.equal(results[True][1], results[False][1])
+    assert results[True][2] == results[False][2]
 
 
 # Every stacked regularizer against its solo form; SGD's first step is -lr·gradient, so equal weights after
