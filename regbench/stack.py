@@ -721,7 +721,7 @@ class Stack:
             step = float(self.opt_step)
             bias_correction1 = 1 - beta1 ** step
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-            step_size = torch.tensor([-(float(r) / bias_correction1) for r in lr], dtype=P.dtype, device=P.device)
+            step_size = (-(lr / bias_correction1)).to(P.device, P.dtype)  # solo's -(lr / bc1) in double, then cast
             denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.hyper["eps"])
             P.addcdiv_(self.exp_avg * step_size[:, None], denom)
         else:
