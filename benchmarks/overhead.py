@@ -13,7 +13,7 @@ Then the fixed costs, in fresh processes as a user pays them (skip with --no-fix
 - per-run sweep overhead: an 8-seed one-epoch sweep over a 1-seed one, per extra run, less the runs' own
   training and evaluation, with logger=none and with W&B offline (targets: ≤ 0.15 s and ≤ 0.3 s).
 
-    python benchmarks/overhead.py [--epochs 20] [--repeats 3] [--threads N] [--no-fixed]
+    python benchmarks/overhead.py [--epochs 20] [--repeats 5] [--threads N] [--no-fixed]
 """
 
 from __future__ import annotations
@@ -114,14 +114,14 @@ def fixed_costs(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default="mlp,cnn1d")
     parser.add_argument("--no-fixed", dest="fixed", action="store_false", help="skip the start-up and sweep figures")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.epochs} epochs, median of {args.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.epochs} epochs, median of {args.repeats} interleaved pairs")
     print(f"{'model':8} {'bare steps/s':>13} {'regbench steps/s':>17} {'ratio':>6}   {'bare wall s':>11} {'regbench wall s':>15} {'ratio':>6}")
     for model in args.models.split(","):
         cfg = compose([f"model={model}", f"trainer.max_epochs={args.epochs}", "trainer.early_stopping.patience=null",
@@ -130,11 +130,14 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved, so drifts in machine load hit both alike
             bare.append(bare_loop(cfg, args.epochs))
             ours.append(regbench_loop(cfg))
-        b_sps = statistics.median(s / t for t, _, s in bare)
-        o_sps = statistics.median(s / t for t, _, s in ours)
-        b_wall = statistics.median(w for _, w, _ in bare)
-        o_wall = statistics.median(w for _, w, _ in ours)
-        print(f"{model:8} {b_sps:13.1f} {o_sps:17.1f} {o_sps / b_sps:6.2f}   {b_wall:11.2f} {o_wall:15.2f} {b_wall / o_wall:6.2f}")
+        b_sps, o_sps = ([s / t for t, _, s in runs] for runs in (bare, ours))
+        b_wall, o_wall = ([w for _, w, _ in runs] for runs in (bare, ours))
+        # The ratios are medians of each repeat's pair (run back to back), which cancels drifts in machine load
+        # that a ratio of the two medians would keep; the absolute columns are the medians.
+        step_ratio = statistics.median(o / b for o, b in zip(o_sps, b_sps))
+        wall_ratio = statistics.median(b / o for o, b in zip(o_wall, b_wall))
+        print(f"{model:8} {statistics.median(b_sps):13.1f} {statistics.median(o_sps):17.1f} {step_ratio:6.2f}   "
+              f"{statistics.median(b_wall):11.2f} {statistics.median(o_wall):15.2f} {wall_ratio:6.2f}")
     if args.fixed:
         fixed_costs(args.repeats)
 
