@@ -263,6 +263,17 @@ def key_text(cfg: DictConfig) -> str:
     return to_yaml(data) + f"resume={cfg.get('resume')}"
 
 
+def stack_keys(cfgs: list[DictConfig]) -> list[tuple[str | None, str | None]]:
+    """(:func:`stack_key`, why not stackable when it is None) of each configuration, computed once per
+    :func:`key_text` (each key builds a meta model)."""
+    texts, by_text = [key_text(cfg) for cfg in cfgs], {}
+    for cfg, text in zip(cfgs, texts):
+        if text not in by_text:
+            key = stack_key(cfg)
+            by_text[text] = (key, why_not_stackable(cfg) if key is None else None)
+    return [by_text[text] for text in texts]
+
+
 def max_stack_size(num_params: int, activations_per_member: int, device: torch.device) -> int:
     """Members per stack: :data:`MAX_STACK_CPU` on CPU; on a GPU what fits in half its free memory.
 
@@ -817,17 +828,14 @@ class Stack:
 # ------------------------------------------------------------------------------------- the engine
 
 def _check_same_key(cfgs: list[DictConfig]) -> None:
-    keys, by_text = [], {}
-    for cfg in cfgs:
-        text = key_text(cfg)
-        if text not in by_text:
-            by_text[text] = stack_key(cfg)
-        if by_text[text] is None:
-            raise ValueError(f"seed={cfg.seed}: cannot train stacked: {why_not_stackable(cfg)}")
-        keys.append(by_text[text])
-    if len(set(keys)) > 1:
+    keys = set()
+    for cfg, (key, why) in zip(cfgs, stack_keys(cfgs)):
+        if key is None:
+            raise ValueError(f"seed={cfg.seed}: cannot train stacked: {why}")
+        keys.add(key)
+    if len(keys) > 1:
         raise ValueError("configurations of one stack must share one stack_key (network shape, data shapes, "
-                         f"batch size, epochs, optimizer apart from lr); got {len(set(keys))} keys")
+                         f"batch size, epochs, optimizer apart from lr); got {len(keys)} keys")
 
 
 def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict]:

@@ -46,26 +46,23 @@ def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
 
     ``parallel``: jobs the launcher runs side by side; ``stack=auto`` cuts stacks so that at least that many
     units exist (each joblib worker trains a stack of its own)."""
-    from regbench.stack import MAX_STACK_CPU, key_text, stack_key, why_not_stackable
+    from regbench.stack import MAX_STACK_CPU, stack_keys
 
     plan = StackPlan()
     groups: dict[tuple, list[int]] = {}
-    keys: dict[str, str | None] = {}  # stack_key builds a meta model: once per distinct setting
+    candidates = []
     for i, cfg in enumerate(cfgs):
         if cfg is None:
             continue
         if cfg.get("stack", 1) == 1:
             plan.alone.setdefault("stack=1", []).append(i)
-            continue
-        shape = key_text(cfg)
-        if shape not in keys:
-            keys[shape] = stack_key(cfg)
-            if keys[shape] is None:
-                keys[shape + "\0why"] = why_not_stackable(cfg)
-        if keys[shape] is None:
-            plan.alone.setdefault(keys[shape + "\0why"], []).append(i)
         else:
-            groups.setdefault((keys[shape], cfg.stack), []).append(i)
+            candidates.append(i)
+    for i, (key, why) in zip(candidates, stack_keys([cfgs[i] for i in candidates])):
+        if key is None:
+            plan.alone.setdefault(why, []).append(i)
+        else:
+            groups.setdefault((key, cfgs[i].stack), []).append(i)
     cuts = {g: math.ceil(len(members) / (MAX_STACK_CPU if g[1] == "auto" else int(g[1]))) for g, members in groups.items()}
     solo = sum(len(v) for v in plan.alone.values())
     while solo + sum(cuts.values()) < parallel:  # auto: one stack per worker at least
