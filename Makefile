@@ -29,14 +29,17 @@ lint: install  ## ruff check (rules in pyproject.toml)
 run: install  ## train the default configuration: cnn1d on MNIST-1D, generated locally
 	$(VENV)/bin/regbench run
 
+# On every core (pytest-xdist); a test file, or the tests sharing a session's trained sweeps, stay on one worker.
+PYTEST  = $(PY) -m pytest -q -n auto --dist loadgroup
+
 test: install  ## the suite, without the slow end-to-end checks (those run in `make test-slow` and in CI)
-	$(PY) -m pytest -m "not slow" -q
+	$(PYTEST) -m "not slow"
 
 test-slow: install  ## only the slow end-to-end checks
-	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]  # 5: no test is marked slow
+	$(PYTEST) -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow
 
 test-all: install  ## the whole suite, slow checks included
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 bench: install  ## regbench's loop against a bare PyTorch loop, same process
 	$(PY) benchmarks/overhead.py

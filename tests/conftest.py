@@ -13,6 +13,18 @@ import pytest
 from helpers import run_cli
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs on two workers (pytest-xdist, ``--dist loadgroup``). A test file's tests stay on one worker, so
+    its module fixtures are built once; so do all the tests of a session fixture that trains sweeps."""
+    shared = ("sweeps", "reports", "finished_sweep")  # session fixtures that train through the CLI
+    for item in items:
+        uses = [name for name in shared if name in getattr(item, "fixturenames", ())]
+        path = Path(str(item.fspath))
+        group = "sweeps" if uses and uses[0] != "finished_sweep" else uses[0] if uses else f"{path.parent.name}/{path.stem}"
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("regbench-cache")
