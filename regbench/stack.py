@@ -821,8 +821,9 @@ class Stack:
 
     # ----- back to the members' solo objects
     @torch.no_grad()
-    def write_back(self) -> None:
-        """Copy each member's weights, buffers and optimizer state into its own model and optimizer (solo format)."""
+    def write_back(self, optimizer: bool = True) -> None:
+        """Copy each member's weights, buffers and (unless ``optimizer=False``: a best snapshot needs the weights
+        only) optimizer state into its own model and optimizer (solo format)."""
         views = self.param_views(self.P.detach())
         for k, m in enumerate(self.members):
             params = list(m.run.model.parameters())
@@ -831,7 +832,7 @@ class Stack:
             for name, b in m.run.model.named_buffers():
                 b.copy_(self.buffers[name][k])
             opt = m.run.optimizer
-            if self.opt_step == 0:
+            if self.opt_step == 0 or not optimizer:
                 continue
             offsets = [0]
             for s in self.sizes:
@@ -1022,7 +1023,7 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
             log.info("%s: early stopping at epoch %d: best %s at epoch %d", m.run.run_dir.name, m.state.epoch,
                      stopper.monitor, stopper.best_epoch)
     if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
-        stack.write_back()
+        stack.write_back(optimizer=False)
         for m, improved in zip(members, best):
             if improved:
                 m.run.best = solo.best_snapshot(m.run, m.state.epoch)
