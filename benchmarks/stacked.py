@@ -11,14 +11,17 @@ what a user's study gains:
 - stacked+joblib: ``stack=auto hydra/launcher=joblib`` (one stack per worker).
 
 Targets on the 2-core CPU of issue #10: stacked ≥ 3× sequential for mlp, ≥ 2× for cnn1d. It runs
-unchanged on CUDA (trainer.device=auto). The last lines are ``stacked speedup <model>: <ratio>x``.
+unchanged on CUDA (trainer.device=auto). The last lines are ``stacked speedup <model>: <ratio>x``; with
+``--repeats N`` the columns run N times in turn and the speedup is the median of the N rounds' ratios (a
+VM whose speed drifts by 10-30% within minutes moves one round's ratio by as much).
 
-    python benchmarks/stacked.py [--quick] [--models mlp cnn1d] [--seeds 16] [--epochs 60]
+    python benchmarks/stacked.py [--quick] [--models mlp cnn1d] [--seeds 16] [--epochs 60] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn1d"])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all columns; the speedup is their median")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs = 4, 3
@@ -62,16 +66,20 @@ def main() -> None:
     print(f"{'model':8s}" + "".join(f"{c + ' runs/h':>22s}" for c in COLUMNS) + "   seconds per column")
     speedups = {}
     for model in args.models:
-        seconds = {}
-        for name, column in COLUMNS.items():
-            with tempfile.TemporaryDirectory() as root:
-                seconds[name] = sweep_seconds(model, args.seeds, args.epochs, column, Path(root) / "sweep")
-        rate = {name: 3600 * args.seeds / s for name, s in seconds.items()}
-        speedups[model] = rate["stacked"] / rate["sequential"]
-        print(f"{model:8s}" + "".join(f"{rate[c]:22.0f}" for c in COLUMNS)
-              + "   " + " / ".join(f"{seconds[c]:.1f}" for c in COLUMNS), flush=True)
-    for model, ratio in speedups.items():
-        print(f"stacked speedup {model}: {ratio:.2f}x")
+        rounds = []
+        for _ in range(args.repeats):
+            seconds = {}
+            for name, column in COLUMNS.items():
+                with tempfile.TemporaryDirectory() as root:
+                    seconds[name] = sweep_seconds(model, args.seeds, args.epochs, column, Path(root) / "sweep")
+            rate = {name: 3600 * args.seeds / s for name, s in seconds.items()}
+            rounds.append(rate["stacked"] / rate["sequential"])
+            print(f"{model:8s}" + "".join(f"{rate[c]:22.0f}" for c in COLUMNS)
+                  + "   " + " / ".join(f"{seconds[c]:.1f}" for c in COLUMNS), flush=True)
+        speedups[model] = rounds
+    for model, rounds in speedups.items():
+        spread = f" (median of {len(rounds)} rounds: {', '.join(f'{r:.2f}' for r in rounds)})" if len(rounds) > 1 else ""
+        print(f"stacked speedup {model}: {statistics.median(rounds):.2f}x{spread}")
 
 
 if __name__ == "__main__":
