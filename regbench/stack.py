@@ -3,8 +3,9 @@
 An ablation study is many small runs of the same network, and for small models a step costs mostly
 per-step overhead (Python, dispatch), not arithmetic. Here K configurations that :func:`stack_key`
 puts together train as one set of stacked parameters ``[K, N]`` (``torch.func.vmap`` over
-``functional_call``, one flat buffer per stack so the optimizer is a handful of ops per step), while
-each member stays its own run:
+``functional_call``, or for a plain MLP the members' rows folded into one batch with one batched matmul
+per layer; one flat buffer per stack so the optimizer is a handful of ops per step), while each member
+stays its own run:
 
 - **Same start.** Each member is built by :func:`regbench.train.build_run` under its own seed, exactly as
   a solo run is, and then stacked: its initial weights are bitwise those of its solo run.
@@ -24,7 +25,8 @@ each member stays its own run:
   loss ends that member as ``diverged``), ``result.json`` (with ``"stacked": K``) and the final test
   evaluation are per member (the final evaluation is :func:`regbench.train.finish` itself). A member
   that ends leaves the stack; the others go on, so it no longer changes.
-- **Faults.** Every member writes ``checkpoints/last.pt`` after each epoch, in the solo format. After a
+- **Faults.** Every member writes ``checkpoints/last.pt`` in the solo format, all together when one is due
+  (after the first epoch, at the end, every ``trainer.checkpoint_every_s``). After a
   kill, members resume from their own checkpoints; if the kill fell between two members' checkpoint
   writes, the members behind train alone in a smaller stack until all are at the same epoch.
 
