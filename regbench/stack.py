@@ -501,9 +501,6 @@ class Stack:
         self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation on a CPU (_evaluate_each)
         self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
 
-        def call(tensors, x):
-            return torch.func.functional_call(self.template, tensors, (x,))
-
         if self.folded:
             bind = _attribute_slots(self.template, [*self.param_names, *(f"{p}.mask" for p in self.random_slots)])
 
@@ -517,6 +514,9 @@ class Stack:
             self._forward_each = folded
             self._forward_shared = lambda tensors, x: folded(tensors, x.expand(self.K, *x.shape))
         else:
+            def call(tensors, x):
+                return torch.func.functional_call(self.template, tensors, (x,))
+
             self._forward_each = torch.func.vmap(call, in_dims=(0, 0), randomness="error")
             self._forward_shared = torch.func.vmap(call, in_dims=(0, None), randomness="error")
 

@@ -13,16 +13,18 @@ import pytest
 from helpers import run_cli
 
 
+#: Session fixtures that train sweeps through the CLI, and the xdist group of the tests that use them.
+SHARED_FIXTURES = {"sweeps": "report-sweeps", "reports": "report-sweeps", "finished_sweep": "finished-sweep"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    """`make test` runs on two workers (pytest-xdist, ``--dist loadgroup``). A test file's tests stay on one worker, so
+    """`make test` runs on every core (pytest-xdist, ``--dist loadgroup``). A test file's tests stay on one worker, so
     its module fixtures are built once; so do all the tests of a session fixture that trains sweeps."""
-    shared = ("sweeps", "reports", "finished_sweep")  # session fixtures that train through the CLI
     for item in items:
-        uses = [name for name in shared if name in getattr(item, "fixturenames", ())]
         path = Path(str(item.fspath))
-        group = "sweeps" if uses and uses[0] != "finished_sweep" else uses[0] if uses else f"{path.parent.name}/{path.stem}"
-        item.add_marker(pytest.mark.xdist_group(group))
+        shared = [SHARED_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURES]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else f"{path.parent.name}/{path.stem}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
