@@ -416,8 +416,7 @@ def _attribute_slots(template: nn.Module, names: list[str]) -> list[tuple[nn.Mod
     for name in names:
         path, _, attr = name.rpartition(".")
         module = template.get_submodule(path)
-        module._parameters.pop(attr, None)
-        module._buffers.pop(attr, None)
+        delattr(module, attr)  # nn.Module's own unregistering (a mask buffer also leaves the non-persistent set)
         slots.append((module, attr, name))
     return slots
 
