@@ -23,6 +23,8 @@ class CNN1d(nn.Module):
     Takes (C, L) signals; the flattened size is computed from L, so other lengths work too.
     """
 
+    rows_independent = True  # forward treats each example alone: stacked training folds members into the batch
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, channels: int = 25, activation: str = "relu",
                  norm: str = "none", dropout: float = 0.0, input_dropout: float = 0.0, noise_std: float = 0.0,
                  drop_path: float = 0.0, init: str = "default", init_gain: float | None = None):

@@ -95,10 +95,10 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
 
 
-@pytest.mark.parametrize("model,folded", [("cnn1d", False), ("mlp", False), ("mlp", True)])
+@pytest.mark.parametrize("model,folded", [("cnn1d", False), ("cnn1d", True), ("mlp", False), ("mlp", True)])
 def test_batched_and_per_member_evaluation_agree(model, folded, tmp_path):
     """A GPU evaluates the stack batched, a CPU one member after another: both paths run here, for a stack
-    under vmap and for a plain MLP's, whose members' rows are folded into one batch (no BatchNorm)."""
+    under vmap and for one whose members' rows are folded into one batch (no BatchNorm)."""
     regularizers = "[dropout]" if folded else "[batchnorm,dropout]"
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
@@ -112,10 +112,12 @@ def test_batched_and_per_member_evaluation_agree(model, folded, tmp_path):
         assert len(set(each[0])) == 3  # three members, three different results
 
 
-def test_folded_mlp_trains_bit_for_bit_as_under_vmap(tmp_path):
-    """A plain MLP's stack folds its members into one batch instead of vmap: the same arithmetic, so the same
-    bits (and the studies measured under vmap keep their numbers)."""
-    configs = cfgs("model=mlp", "regularizer=[dropout,weight_decay]", seeds=(0, 1, 2))
+@pytest.mark.parametrize("model", ["mlp", "cnn1d"])
+def test_folded_stack_trains_bit_for_bit_as_under_vmap(model, tmp_path):
+    """A plain MLP's or 1-D CNN's stack folds its members into one batch instead of vmap: the same arithmetic,
+    so the same bits (and the studies measured under vmap keep their numbers)."""
+    configs = cfgs(f"model={model}", "regularizer=[dropout,weight_decay]", "regularizer.dropout.input_p=0.1",
+                   seeds=(0, 1, 2))
     results = {}
     for fold in (True, False):
         stack = S.Stack([S._build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
@@ -124,6 +126,20 @@ def test_folded_mlp_trains_bit_for_bit_as_under_vmap(tmp_path):
         results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
     assert torch.equal(results[True][0], results[False][0]) and torch.equal(results[True][1], results[False][1])
     assert results[True][2] == results[False][2]
+
+
+def test_conv_rows_have_unfolds_gradient_bit_for_bit():
+    """The folded 1-D convolution's receptive-field rows: pad → unfold → permute → reshape, whose backward is
+    replaced by strided adds summed in unfold's order, so gradients are bitwise autograd's for every shape."""
+    torch.manual_seed(0)
+    for k, s, p, length in [(1, 1, 0, 9), (3, 2, 1, 19), (3, 2, 1, 10), (5, 2, 1, 40), (3, 1, 1, 12), (7, 1, 3, 16),
+                            (4, 3, 0, 20), (9, 2, 2, 33), (5, 3, 2, 9)]:
+        x = torch.randn(3, 4, length, requires_grad=True)
+        expected = S._conv_rows(x, k, s, p)
+        rows = S._ConvRows.apply(x, k, s, p)
+        assert torch.equal(rows, expected)
+        g = torch.randn_like(rows)
+        assert torch.equal(torch.autograd.grad(rows, x, g)[0], torch.autograd.grad(expected, x, g)[0]), (k, s, p)
 
 
 # Every stacked regularizer against its solo form; SGD's first step is -lr·gradient, so equal weights after
