@@ -369,13 +369,19 @@ class _ConvRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, k, s, p):
         ctx.in_shape, ctx.k, ctx.s, ctx.p = x.shape, k, s, p
+        ctx.channels_inner = x.stride(1) == 1 and x.shape[1] > 1  # a conv's output: [B, L, C] in memory
         return _conv_rows(x, k, s, p)
 
     @staticmethod
     def backward(ctx, grad):
         (b, c, length), k, s, p = ctx.in_shape, ctx.k, ctx.s, ctx.p
         taps = grad.view(b, -1, c, k).permute(0, 2, 1, 3)  # [B, C, L_out, k]
-        out = grad.new_zeros(b, c, length + 2 * p)
+        # the gradient in the input's own memory layout, so that the activation's backward before this layer
+        # reads its two operands in one order (mixed layouts made it 3x slower)
+        if ctx.channels_inner:
+            out = grad.new_zeros(b, length + 2 * p, c).transpose(1, 2)
+        else:
+            out = grad.new_zeros(b, c, length + 2 * p)
         span = s * (taps.shape[2] - 1) + 1
         for j in reversed(range(k)):
             out[:, :, j:j + span:s] += taps[..., j]
