@@ -154,6 +154,8 @@ CASES = {
         "regularizer.max_norm.c=0.5", "regularizer.l1.strength=1e-3", "scheduler=warmup"],
     "adam-cnn1d-batchnorm-dropout-signal_shift": ["model=cnn1d", "regularizer=[batchnorm,dropout,signal_shift]",
                                                   "regularizer.dropout.input_p=0.1"],
+    "adam-cnn1d-folded-dropout-noise-weight_decay-mixup": [  # no normalization: the members' rows fold
+        "model=cnn1d", "regularizer=[dropout,noise,weight_decay,mixup]", "regularizer.dropout.input_p=0.1"],
 }
 
 
