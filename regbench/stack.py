@@ -397,12 +397,12 @@ class _UnfoldConv1d(nn.Module):
 
     def __init__(self, conv: nn.Conv1d | _UnfoldConv1d):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding  # Conv1d's
-        (self.k,), (self.s,), (self.p,) = conv.kernel_size, conv.stride, conv.padding
+        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding  # Conv1d's names
         self.weight, self.bias = conv.weight, conv.bias
 
     def forward(self, x):  # x [B, C, L]
-        y = _conv_rows(x, self.k, self.s, self.p) @ self.weight.reshape(len(self.weight), -1).t()
+        (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
+        y = _conv_rows(x, k, s, p) @ self.weight.reshape(len(self.weight), -1).t()
         if self.bias is not None:
             y = y + self.bias
         return y.view(len(x), -1, y.shape[-1]).transpose(1, 2)
@@ -413,8 +413,8 @@ class _FoldedConv1d(_UnfoldConv1d):
     each member's receptive-field rows with its weights, the ops vmap runs for _UnfoldConv1d (bit for bit)."""
 
     def forward(self, x):  # x [K*B, C, L]
-        K = len(self.weight)
-        rows = _ConvRows.apply(x, self.k, self.s, self.p)  # [K*B*L_out, C*k]
+        K, (k,), (s,), (p,) = len(self.weight), self.kernel_size, self.stride, self.padding
+        rows = _ConvRows.apply(x, k, s, p)  # [K*B*L_out, C*k]
         weight = self.weight.reshape(K, self.weight.shape[1], -1).transpose(1, 2)  # [K, C*k, out]
         y = torch.bmm(rows.view(K, -1, rows.shape[-1]), weight)
         if self.bias is not None:
