@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(items):
     """`make test` runs on every core (pytest-xdist, ``--dist loadgroup``). A test file's tests stay on one worker, so
     its module fixtures are built once; so do all the tests of a session fixture that trains sweeps."""
     for item in items:
-        path = Path(str(item.fspath))
+        path = item.path
         shared = [SHARED_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURES]
         item.add_marker(pytest.mark.xdist_group(shared[0] if shared else f"{path.parent.name}/{path.stem}"))
 
