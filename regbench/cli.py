@@ -109,10 +109,11 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
             prepare(plan)
     from regbench import app
 
-    from regbench.sweep.jobs import composed_once, prevalidated
+    from regbench.sweep.jobs import composed_once, mode_known, prevalidated
 
     sys.argv = ["regbench run", *args.flags, *args.overrides]
-    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)), composed_once():
+    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)), composed_once(), \
+            mode_known(plan.config if plan is not None else None):
         app.hydra_main()
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep

@@ -1,15 +1,21 @@
-"""A sweep's jobs, composed once per choice of config groups, are exactly what Hydra's launcher composes."""
+"""What Hydra would compose again is taken from compositions already made, and is exactly what Hydra composes:
+a sweep's jobs, composed once per choice of config groups, and the run mode Hydra composes a command to read."""
 
 from __future__ import annotations
 
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path
+from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from regbench.config import CONFIG_DIR
-from regbench.sweep.jobs import _ComposedOnce
+from regbench.sweep.jobs import _ComposedOnce, mode_known
+from regbench.validate import check_command
+
+_HYDRAS_GET_MODE = Hydra.get_mode
 
 JOBS = [
     ["seed=3"],
@@ -52,3 +58,25 @@ def test_a_copy_is_not_shared_between_jobs(loader_and_master):
     first = fast(loader, master, ["seed=1"])
     second = fast(loader, master, ["seed=2"])
     assert (first.seed, second.seed) == (1, 2) and list(first.hydra.overrides.task) == ["seed=1"]
+
+
+@pytest.mark.parametrize("overrides,multirun", [
+    (["logger=none"], False),
+    (["logger=none", "hydra.mode=MULTIRUN"], False),
+    (["logger=none", "seed=0,1"], True),
+    (["experiment=zhang2017_table1", "logger=none"], True),
+])
+def test_the_pre_checks_config_holds_the_mode_hydra_composes_to_read(overrides, multirun, tmp_path):
+    """``regbench run`` answers Hydra's ``get_mode`` from the pre-check's configuration (:func:`mode_known`)
+    instead of a whole composition more: the same answer as Hydra's."""
+    overrides = [*overrides, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    plan = check_command(overrides, multirun=multirun)
+    hydra = Hydra.create_main_hydra2(task_name="regbench", config_search_path=create_config_search_path(str(CONFIG_DIR)))
+    try:
+        composed = hydra.get_mode(config_name="config", overrides=list(overrides))
+        with mode_known(plan.config):
+            assert hydra.get_mode(config_name="config", overrides=list(overrides)) == composed
+        assert Hydra.get_mode is _HYDRAS_GET_MODE  # Hydra's own again after the command
+    finally:
+        GlobalHydra.instance().clear()
+    assert (composed is None) == ("hydra.mode=MULTIRUN" not in overrides)
