@@ -3,9 +3,9 @@
 An ablation study is many small runs of the same network, and for small models a step costs mostly
 per-step overhead (Python, dispatch), not arithmetic. Here K configurations that :func:`stack_key`
 puts together train as one set of stacked parameters ``[K, N]`` (``torch.func.vmap`` over
-``functional_call``, or for a plain MLP or 1-D CNN the members' rows folded into one batch with one batched
-matmul per layer; one flat buffer per stack so the optimizer is a handful of ops per step), while each member
-stays its own run:
+``functional_call``, or for a plain MLP or a 1-D CNN, with or without BatchNorm, the members' rows folded into
+one batch with one batched matmul per layer; one flat buffer per stack so the optimizer is a handful of ops per
+step), while each member stays its own run:
 
 - **Same start.** Each member is built by :func:`regbench.train.build_run` under its own seed, exactly as
   a solo run is, and then stacked: its initial weights are bitwise those of its solo run.
@@ -447,20 +447,72 @@ class _FoldedLinear(nn.Module):
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
+class _FoldedBatchNorm(nn.Module):
+    """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]``: each member's statistics over
+    its own rows, with its own affine parameters and running statistics. The member axis moves into the
+    channels and one ``batch_norm`` runs over ``[B, K*C, L]``, as vmap lowers it; the tensors' memory layouts
+    differ from vmap's, so the results agree with it to float rounding, not bit for bit. On a CPU a 1-D CNN's
+    BatchNorm stack trains about 20% faster folded than under vmap."""
+
+    def __init__(self, bn: nn.BatchNorm1d, members: int):
+        super().__init__()
+        self.K, self.eps, self.momentum, self.track = members, bn.eps, bn.momentum, bn.track_running_stats
+        self.weight, self.bias = bn.weight, bn.bias  # [K, C] each (or None) once bound, like the statistics
+        self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+
+    def forward(self, x):  # x [K*B, C, L]
+        K, C = self.K, x.shape[1]
+        if self.training and self.track:
+            self.num_batches_tracked.add_(1)  # the same count in every member
+        factor = self.momentum
+        if factor is None and self.training and self.track:  # a cumulative average, as nn.BatchNorm computes it
+            factor = 1.0 / float(self.num_batches_tracked[0])
+        use_batch = self.training or self.running_mean is None
+        stats = [None if t is None else t.view(K * C) for t in (self.running_mean, self.running_var)]
+        inner = x.view(K, -1, *x.shape[1:]).transpose(0, 1).reshape(-1, K * C, *x.shape[2:])  # [B, K*C, ...]
+        y = F.batch_norm(inner, *stats, None if self.weight is None else self.weight.reshape(K * C),
+                         None if self.bias is None else self.bias.reshape(K * C), use_batch, factor or 0.0, self.eps)
+        return y.view(len(inner), K, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
+
+
 # Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
 # members' rows folded into one batch (the dropout and noise slots are _MaskLayers by then).
 _ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, _MaskLayer)
 
 
-def _foldable(template: nn.Module, buffer_names: list[str]) -> bool:
+def _foldable(template: nn.Module, buffer_names: list[str], conv_norms: set[str]) -> bool:
     """Whether a template can train without vmap, its members' rows folded into one batch: the model says its
-    own forward treats each row alone (``rows_independent``), it has no buffers (BatchNorm's statistics are
-    per member), and every layer is a plain Linear, a Conv1d made _UnfoldConv1d (on a CPU), a Flatten that keeps
-    dim 0, or one of _ROWWISE."""
-    if not getattr(type(template), "rows_independent", False) or buffer_names:
+    own forward treats each row alone (``rows_independent``) but for its BatchNorm layers, every BatchNorm is
+    one of ``conv_norms`` (a BatchNorm1d after a convolution, whose statistics :class:`_FoldedBatchNorm`
+    keeps per member) and holds the only buffers, and every other layer is a plain Linear, a Conv1d made
+    _UnfoldConv1d (on a CPU), a Flatten that keeps dim 0, or one of _ROWWISE.
+
+    A BatchNorm after a Linear stays under vmap: folded, an MLP's step gains about 10% and its weight
+    gradients change at float rounding, which would move the numbers measured for the MLP BatchNorm studies."""
+    if not getattr(type(template), "rows_independent", False):
         return False
-    return all(type(m) in _ROWWISE or type(m) in (nn.Linear, _UnfoldConv1d) or (type(m) is nn.Flatten and m.start_dim >= 1)
-               for _, m in list(template.named_modules())[1:])
+    modules = list(template.named_modules())[1:]
+    norms = {path for path, m in modules if type(m) is nn.BatchNorm1d}
+    if not norms <= conv_norms or any(name.rpartition(".")[0] not in norms for name in buffer_names):
+        return False
+    return all(type(m) in _ROWWISE or type(m) in (nn.Linear, _UnfoldConv1d, nn.BatchNorm1d)
+               or (type(m) is nn.Flatten and m.start_dim >= 1) for _, m in modules)
+
+
+def _conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+    """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]``: after a convolution."""
+    found, handles = set(), []
+    for path, m in model.named_modules():
+        if type(m) is nn.BatchNorm1d:
+            handles.append(m.register_forward_pre_hook(
+                lambda mod, args, path=path: found.add(path) if args[0].ndim == 3 else None))
+    try:
+        with torch.no_grad():
+            model(torch.empty(2, *input_shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return found
 
 
 def _attribute_slots(template: nn.Module, names: list[str]) -> list[tuple[nn.Module, str, str]]:
@@ -545,19 +597,23 @@ class Stack:
             for path, module in list(template.named_modules()):
                 if path and _convertible_conv(module):
                     _set_submodule(template, path, _UnfoldConv1d(module))
-        self.folded = fold and _foldable(template, self.buffer_names)
+        self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
+        conv_norms = _conv_norms(self.trace_model, tuple(self.members[0].run.data.input_shape))
+        self.folded = fold and _foldable(template, self.buffer_names, conv_norms)
         if self.folded:
             for path, module in list(template.named_modules()):
                 if type(module) is nn.Linear:
                     _set_submodule(template, path, _FoldedLinear(module))
                 elif type(module) is _UnfoldConv1d:
                     _set_submodule(template, path, _FoldedConv1d(module))
+                elif type(module) is nn.BatchNorm1d:
+                    _set_submodule(template, path, _FoldedBatchNorm(module, self.K))
         self.template = template.to("meta")
         self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation on a CPU (_evaluate_each)
-        self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
 
         if self.folded:
-            bind = _attribute_slots(self.template, [*self.param_names, *(f"{p}.mask" for p in self.random_slots)])
+            bind = _attribute_slots(self.template, [*self.param_names, *self.buffer_names,
+                                                    *(f"{p}.mask" for p in self.random_slots)])
 
             def folded(tensors, x):  # x [K, B, ...], a mask [K, B, ...]: the rows of all members as one batch
                 for module, attr, name in bind:  # functional_call's job, without its bookkeeping (0.3 ms a step)

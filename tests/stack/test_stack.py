@@ -95,11 +95,12 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
 
 
-@pytest.mark.parametrize("model,folded", [("cnn1d", False), ("cnn1d", True), ("mlp", False), ("mlp", True)])
-def test_batched_and_per_member_evaluation_agree(model, folded, tmp_path):
-    """A GPU evaluates the stack batched, a CPU one member after another: both paths run here, for a stack
-    under vmap and for one whose members' rows are folded into one batch (no BatchNorm)."""
-    regularizers = "[dropout]" if folded else "[batchnorm,dropout]"
+@pytest.mark.parametrize("model,regularizers,folded", [
+    ("cnn1d", "[layernorm,dropout]", False), ("cnn1d", "[batchnorm,dropout]", True), ("cnn1d", "[dropout]", True),
+    ("mlp", "[batchnorm,dropout]", False), ("mlp", "[dropout]", True)])
+def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tmp_path):
+    """A GPU evaluates the stack batched, a CPU one member after another: both paths run here, for stacks
+    under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included)."""
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
     assert stack.folded == folded
@@ -126,6 +127,30 @@ def test_folded_stack_trains_bit_for_bit_as_under_vmap(model, tmp_path):
         results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
     assert torch.equal(results[True][0], results[False][0]) and torch.equal(results[True][1], results[False][1])
     assert results[True][2] == results[False][2]
+
+
+def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
+    """A 1-D CNN's BatchNorm stack folds too, each member's statistics kept apart: its weights, losses, running
+    statistics and evaluation follow vmap's to float rounding (layouts differ, so not bit for bit). An MLP's
+    BatchNorm stack stays under vmap."""
+    configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "regularizer.dropout.input_p=0.1", seeds=(0, 1, 2))
+    results = {}
+    for fold in (True, False):
+        stack = S.Stack([S._build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        assert stack.folded == fold
+        losses = torch.stack([stack.train_epoch() for _ in range(2)])
+        results[fold] = (stack.P.detach().clone(), losses, dict(stack.buffers), stack._evaluate_batched("val", 64))
+    (p_fold, loss_fold, buf_fold, val_fold), (p_vmap, loss_vmap, buf_vmap, val_vmap) = results[True], results[False]
+    torch.testing.assert_close(p_fold, p_vmap, rtol=0, atol=1e-5)
+    torch.testing.assert_close(loss_fold, loss_vmap, rtol=1e-5, atol=0)
+    assert buf_fold.keys() == buf_vmap.keys() and any(k.endswith("running_var") for k in buf_fold)
+    for name in buf_fold:  # per member: the members' statistics differ, and each matches its own
+        torch.testing.assert_close(buf_fold[name], buf_vmap[name], rtol=1e-5, atol=1e-6)
+    assert len({tuple(v.tolist()) for v in buf_fold["features.0.1.running_mean"]}) == 3
+    for a, b in zip(val_fold, val_vmap, strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
+    mlp = cfgs("model=mlp", "regularizer=[batchnorm]", seeds=(0, 1))
+    assert not S.Stack([S._build_member(c, tmp_path / f"mlp{i}") for i, c in enumerate(mlp)]).folded
 
 
 def test_conv_rows_have_unfolds_gradient_bit_for_bit():
