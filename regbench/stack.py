@@ -452,26 +452,23 @@ class _FoldedBatchNorm(nn.Module):
     its own rows, with its own affine parameters and running statistics. The member axis moves into the
     channels and one ``batch_norm`` runs over ``[B, K*C, L]``, as vmap lowers it; the tensors' memory layouts
     differ from vmap's, so the results agree with it to float rounding, not bit for bit. On a CPU a 1-D CNN's
-    BatchNorm stack trains about 20% faster folded than under vmap."""
+    BatchNorm stack trains about 20% faster folded than under vmap. (The models' BatchNorm: affine, running
+    statistics with a momentum; :func:`_conv_norms` folds no other.)"""
 
     def __init__(self, bn: nn.BatchNorm1d, members: int):
         super().__init__()
-        self.K, self.eps, self.momentum, self.track = members, bn.eps, bn.momentum, bn.track_running_stats
-        self.weight, self.bias = bn.weight, bn.bias  # [K, C] each (or None) once bound, like the statistics
+        self.K, self.eps, self.momentum = members, bn.eps, bn.momentum
+        # [K, C] each ([K] for the count) once bound to the members' stacked tensors
+        self.weight, self.bias = bn.weight, bn.bias
         self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
 
     def forward(self, x):  # x [K*B, C, L]
         K, C = self.K, x.shape[1]
-        if self.training and self.track:
-            self.num_batches_tracked.add_(1)  # the same count in every member
-        factor = self.momentum
-        if factor is None and self.training and self.track:  # a cumulative average, as nn.BatchNorm computes it
-            factor = 1.0 / float(self.num_batches_tracked[0])
-        use_batch = self.training or self.running_mean is None
-        stats = [None if t is None else t.view(K * C) for t in (self.running_mean, self.running_var)]
-        inner = x.view(K, -1, *x.shape[1:]).transpose(0, 1).reshape(-1, K * C, *x.shape[2:])  # [B, K*C, ...]
-        y = F.batch_norm(inner, *stats, None if self.weight is None else self.weight.reshape(K * C),
-                         None if self.bias is None else self.bias.reshape(K * C), use_batch, factor or 0.0, self.eps)
+        if self.training:
+            self.num_batches_tracked.add_(1)  # as nn.BatchNorm1d counts (the momentum, not the count, is used)
+        inner = x.view(K, -1, *x.shape[1:]).transpose(0, 1).reshape(-1, K * C, *x.shape[2:])  # [B, K*C, L]
+        y = F.batch_norm(inner, self.running_mean.view(K * C), self.running_var.view(K * C), self.weight.reshape(K * C),
+                         self.bias.reshape(K * C), self.training, self.momentum, self.eps)
         return y.view(len(inner), K, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
 
 
@@ -500,10 +497,11 @@ def _foldable(template: nn.Module, buffer_names: list[str], conv_norms: set[str]
 
 
 def _conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
-    """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]``: after a convolution."""
+    """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]`` (after a convolution),
+    of the kind the models build: affine, with running statistics and a momentum."""
     found, handles = set(), []
     for path, m in model.named_modules():
-        if type(m) is nn.BatchNorm1d:
+        if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None:
             handles.append(m.register_forward_pre_hook(
                 lambda mod, args, path=path: found.add(path) if args[0].ndim == 3 else None))
     try:
