@@ -504,6 +504,8 @@ def _conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
         if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None:
             handles.append(m.register_forward_pre_hook(
                 lambda mod, args, path=path: found.add(path) if args[0].ndim == 3 else None))
+    if not handles:
+        return found
     try:
         with torch.no_grad():
             model(torch.empty(2, *input_shape, device="meta"))
