@@ -450,10 +450,11 @@ class _FoldedLinear(nn.Module):
 class _FoldedBatchNorm(nn.Module):
     """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]``: each member's statistics over
     its own rows, with its own affine parameters and running statistics. The member axis moves into the
-    channels and one ``batch_norm`` runs over ``[B, K*C, L]``, as vmap lowers it; the tensors' memory layouts
-    differ from vmap's, so the results agree with it to float rounding, not bit for bit. On a CPU a 1-D CNN's
-    BatchNorm stack trains about 20% faster folded than under vmap. (The models' BatchNorm: affine, running
-    statistics with a momentum; :func:`_conv_norms` folds no other.)"""
+    channels, as vmap lowers it, and one ``batch_norm`` runs over the rows ``[B*L, K*C]`` (channels last: on a
+    CPU about twice as fast as over ``[B, K*C, L]`` for these short signals); the sums run in another order
+    than vmap's, so the results agree with it to float rounding, not bit for bit. An 8-member BatchNorm cnn1d
+    epoch (zhang2017_table1) takes 92-97 ms folded against 136-145 ms under vmap. (The models' BatchNorm:
+    affine, running statistics with a momentum; :func:`_conv_norms` folds no other.)"""
 
     def __init__(self, bn: nn.BatchNorm1d, members: int):
         super().__init__()
@@ -466,10 +467,12 @@ class _FoldedBatchNorm(nn.Module):
         K, C = self.K, x.shape[1]
         if self.training:
             self.num_batches_tracked.add_(1)  # as nn.BatchNorm1d counts (the momentum, not the count, is used)
-        inner = x.view(K, -1, *x.shape[1:]).transpose(0, 1).reshape(-1, K * C, *x.shape[2:])  # [B, K*C, L]
-        y = F.batch_norm(inner, self.running_mean.view(K * C), self.running_var.view(K * C), self.weight.reshape(K * C),
+        L = x.shape[2]
+        rows = x.reshape(K, -1, C, L).permute(1, 3, 0, 2).reshape(-1, K * C)  # [B*L, K*C]: a channel per member's C
+        y = F.batch_norm(rows, self.running_mean.view(K * C), self.running_var.view(K * C), self.weight.reshape(K * C),
                          self.bias.reshape(K * C), self.training, self.momentum, self.eps)
-        return y.view(len(inner), K, *x.shape[1:]).transpose(0, 1).reshape(x.shape)
+        # back in a convolution output's layout ([K*B, L, C] in memory), which the next layers expect
+        return y.view(-1, L, K, C).permute(2, 0, 1, 3).reshape(-1, L, C).transpose(1, 2)
 
 
 # Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
