@@ -502,20 +502,27 @@ def _foldable(template: nn.Module, buffer_names: list[str], conv_norms: set[str]
 def _conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
     """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]`` (after a convolution),
     of the kind the models build: affine, with running statistics and a momentum."""
-    found, handles = set(), []
-    for path, m in model.named_modules():
-        if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None:
-            handles.append(m.register_forward_pre_hook(
-                lambda mod, args, path=path: found.add(path) if args[0].ndim == 3 else None))
-    if not handles:
-        return found
+    paths = [path for path, m in model.named_modules()
+             if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None]
+    if not paths:
+        return set()
+    return {path for path, shape in _input_shapes(model, (2, *input_shape), paths) if len(shape) == 3}
+
+
+def _input_shapes(model: nn.Module, batch: tuple[int, ...], paths) -> list[tuple[str, tuple]]:
+    """(path, input shape) of each of the submodules ``paths`` of ``model`` (on the meta device), in the order a
+    forward pass on a ``batch``-shaped input calls them."""
+    calls, handles = [], []
+    for path in paths:
+        handles.append(model.get_submodule(path).register_forward_pre_hook(
+            lambda mod, args, path=path: calls.append((path, tuple(args[0].shape)))))
     try:
         with torch.no_grad():
-            model(torch.empty(2, *input_shape, device="meta"))
+            model(torch.empty(batch, device="meta"))
     finally:
         for h in handles:
             h.remove()
-    return found
+    return calls
 
 
 def _attribute_slots(template: nn.Module, names: list[str]) -> list[tuple[nn.Module, str, str]]:
@@ -700,17 +707,7 @@ class Stack:
     def _slot_shapes(self, batch: torch.Size) -> list[tuple[str, tuple]]:
         """(path, shape) of each random slot in the order a forward pass calls it, for one member's batch."""
         if batch not in self._batches:
-            calls, handles = [], []
-            for path in self.random_slots:
-                module = self.trace_model.get_submodule(path)
-                handles.append(module.register_forward_pre_hook(
-                    lambda mod, args, path=path: calls.append((path, tuple(args[0].shape)))))
-            try:
-                with torch.no_grad():
-                    self.trace_model(torch.empty(batch, device="meta"))
-            finally:
-                for h in handles:
-                    h.remove()
+            calls = _input_shapes(self.trace_model, tuple(batch), self.random_slots)
             if len({p for p, _ in calls}) != len(calls):
                 raise ValueError("a dropout or noise layer is called twice in one forward pass; no stacked form")
             self._batches[batch] = calls
