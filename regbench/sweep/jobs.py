@@ -155,15 +155,23 @@ def prevalidated(all_checked: bool):
     if not all_checked:
         yield
         return
-    own = BasicSweeper.__dict__.get("validate_batch_is_legal")  # None: inherited from Hydra's Sweeper
-    BasicSweeper.validate_batch_is_legal = lambda self, batch: None
+    with _patched(BasicSweeper, "validate_batch_is_legal", lambda self, batch: None):  # inherited from Sweeper
+        yield
+
+
+@contextmanager
+def _patched(cls: type, name: str, value):
+    """``cls.<name>`` is ``value`` inside the block; afterwards it is what it was, or inherited again."""
+    missing = object()
+    own = cls.__dict__.get(name, missing)
+    setattr(cls, name, value)
     try:
         yield
     finally:
-        if own is None:
-            del BasicSweeper.validate_batch_is_legal
+        if own is missing:
+            delattr(cls, name)
         else:
-            BasicSweeper.validate_batch_is_legal = own
+            setattr(cls, name, own)
 
 
 class _ComposedOnce:
@@ -225,13 +233,9 @@ def composed_once():
     in this process (a joblib or submitit worker composes its own jobs as before)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    original = ConfigLoaderImpl.load_sweep_config
-    fast = _ComposedOnce(original)
-    ConfigLoaderImpl.load_sweep_config = lambda self, master, overrides: fast(self, master, overrides)
-    try:
+    fast = _ComposedOnce(ConfigLoaderImpl.load_sweep_config)
+    with _patched(ConfigLoaderImpl, "load_sweep_config", lambda self, master, overrides: fast(self, master, overrides)):
         yield
-    finally:
-        ConfigLoaderImpl.load_sweep_config = original
 
 
 @contextmanager
@@ -245,9 +249,5 @@ def mode_known(cfg: DictConfig | None):
         yield
         return
     mode = OmegaConf.select(cfg, "hydra.mode")
-    original = Hydra.get_mode
-    Hydra.get_mode = lambda self, config_name, overrides: mode
-    try:
+    with _patched(Hydra, "get_mode", lambda self, config_name, overrides: mode):
         yield
-    finally:
-        Hydra.get_mode = original

@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from regbench.config import CONFIG_DIR
-from regbench.sweep.jobs import _ComposedOnce, mode_known
+from regbench.sweep.jobs import _ComposedOnce, composed_once, mode_known, prevalidated
 from regbench.validate import check_command
 
 _HYDRAS_GET_MODE = Hydra.get_mode
@@ -80,3 +80,19 @@ def test_the_pre_checks_config_holds_the_mode_hydra_composes_to_read(overrides, 
     finally:
         GlobalHydra.instance().clear()
     assert (composed is None) == ("hydra.mode=MULTIRUN" not in overrides)
+
+
+def test_hydra_is_itself_again_after_a_command():
+    """The three shortcuts replace Hydra's methods for one command only: afterwards each is Hydra's own again
+    (the sweeper's validation inherited again, as before)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    def hydras():
+        return BasicSweeper.__dict__.get("validate_batch_is_legal"), ConfigLoaderImpl.load_sweep_config, Hydra.get_mode
+
+    before = hydras()
+    with prevalidated(True), composed_once(), mode_known(OmegaConf.create({"hydra": {"mode": "RUN"}})):
+        assert BasicSweeper.validate_batch_is_legal(None, [["seed=0"]]) is None
+        assert Hydra.get_mode(None, "config", []) == "RUN"
+        assert hydras() != before
+    assert hydras() == before
