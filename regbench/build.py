@@ -241,6 +241,7 @@ def check_trainer(t: DictConfig) -> None:
         check_int("eval_batch_size", t.eval_batch_size, 1)
         if t.train_eval_size is not None:
             check_int("train_eval_size", t.train_eval_size, 1)
+        check_int("train_eval_every", t.train_eval_every, 1)
         check_range("checkpoint_every_s", t.checkpoint_every_s, 0)
         es = t.early_stopping
         check_choice("early_stopping.monitor", es.monitor, MONITORS)

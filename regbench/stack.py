@@ -223,7 +223,8 @@ def stack_key(cfg: DictConfig) -> str | None:
         "model": _model_signature(model), "data": data, "optimizer": optimizer, "regularizers": _form_settings(cfg, regs),
         "trainer": {"batch_size": t.batch_size, "max_epochs": t.max_epochs, "eval_batch_size": t.eval_batch_size,
                     "monitor": t.early_stopping.monitor, "device": t.device, "deterministic": t.deterministic,
-                    "num_threads": t.num_threads, "train_eval_size": t.get("train_eval_size")},
+                    "num_threads": t.num_threads, "train_eval_size": t.get("train_eval_size"),
+                    "train_eval_every": t.get("train_eval_every")},
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -1117,16 +1118,17 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
     members = stack.members
     rows = [{"epoch": m.state.epoch, "step": m.state.step, "train_loss": None, "train_acc": None,
              "val_loss": None, "val_acc": None, "lr": m.run.optimizer.param_groups[0]["lr"]} for m in members]
-    (train_loss, train_acc), (val_loss, val_acc) = stack.evaluate("train_eval", "val")
+    due = solo.train_eval_due(members[0].run.trainer, members[0].state.epoch)  # one epoch and cadence in a stack
+    (val_loss, val_acc), *train = stack.evaluate("val", *(["train_eval"] if due else []))
     need_weights = False
-    best = []
+    best, with_train = [], []
     for k, (m, row) in enumerate(zip(members, rows)):
         if not math.isfinite(running[k]):
             m.state.status = "diverged"
             log.warning("%s: epoch %d: training loss is not finite: diverged", m.run.run_dir.name, m.state.epoch)
             best.append(False)
             continue
-        row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"] = train_loss[k], train_acc[k], val_loss[k], val_acc[k]
+        row["val_loss"], row["val_acc"] = val_loss[k], val_acc[k]
         stopper = m.run.stopper
         improved = stopper.update(row[stopper.monitor], m.state.epoch)
         best.append(improved)
@@ -1135,6 +1137,12 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
             m.state.status = "stopped"
             log.info("%s: early stopping at epoch %d: best %s at epoch %d", m.run.run_dir.name, m.state.epoch,
                      stopper.monitor, stopper.best_epoch)
+        if due or stopper.should_stop:  # as solo: the cadence's epochs and a member's last row
+            with_train.append(k)
+    if with_train and not due:
+        train = stack.evaluate("train_eval")
+    for k in with_train:
+        rows[k]["train_loss"], rows[k]["train_acc"] = train[0][0][k], train[0][1][k]
     if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
         stack.write_back(optimizer=False)
         for m, improved in zip(members, best):

@@ -45,8 +45,8 @@ class WandbLogger:
         self.run.define_metric("*", step_metric="epoch")
 
     def log(self, row: dict) -> None:
-        if self.run is not None:
-            self.run.log(row)
+        if self.run is not None:  # a metric not measured this epoch (train metrics between evaluations) is left out
+            self.run.log({k: v for k, v in row.items() if v is not None})
 
     def finish(self, result: dict) -> None:
         if self.run is None:

@@ -28,7 +28,8 @@ def models_for(dataset):
 
 @pytest.mark.parametrize("model", models_for("mnist1d"))
 def test_each_1d_model_trains_on_mnist1d(model, tmp_path):
-    result = train(tiny(f"model={model}", "dataset.n_train=300", "trainer.max_epochs=3", "optimizer.lr=3e-3"), tmp_path)
+    result = train(tiny(f"model={model}", "dataset.n_train=300", "trainer.max_epochs=3", "optimizer.lr=3e-3",
+                        "trainer.train_eval_every=1"), tmp_path)
     assert result["status"] == "completed"
     rows = read_metrics(tmp_path)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -165,6 +166,25 @@ def test_per_epoch_train_metrics_use_the_subset_the_result_names(tmp_path):
     assert last_whole["train_acc"] == whole["train_acc"]
     correct = last_subset["train_acc"] * 120
     assert abs(correct - round(correct)) < 1e-9  # a count out of the 120 examples of the subset
+
+
+def test_train_metrics_follow_the_cadence_the_result_names(tmp_path):
+    common = ("model=mlp", "dataset.n_train=300", "trainer.max_epochs=7")
+    sparse = train(tiny(*common, "trainer.train_eval_every=3", "trainer.early_stopping.patience=null"), tmp_path / "sparse")
+    rows = read_metrics(tmp_path / "sparse")
+    assert sparse["train_eval_every"] == 3
+    assert [r["epoch"] for r in rows if r["train_acc"] is not None] == [3, 6, 7]  # every 3rd epoch, and the last
+    assert all(r["val_acc"] is not None for r in rows)  # validation (early stopping's) every epoch
+    # What is logged, not what is trained: the same run id, the same weights as evaluating every epoch
+    every = train(tiny(*common, "trainer.train_eval_every=1", "trainer.early_stopping.patience=null"), tmp_path / "every")
+    assert every["run_id"] == sparse["run_id"] and every["test_loss"] == sparse["test_loss"]
+    assert [r["train_acc"] for r in rows if r["train_acc"] is not None] == [
+        r["train_acc"] for r in read_metrics(tmp_path / "every") if r["epoch"] in (3, 6, 7)]
+    # A run that stops early has its train metrics at the epoch it stopped (min_delta=2: nothing improves after epoch 1)
+    stopped = train(tiny(*common, "trainer.train_eval_every=5", "trainer.early_stopping.patience=1",
+                         "trainer.early_stopping.min_delta=2"), tmp_path / "stopped")
+    assert stopped["epochs_run"] == 3
+    assert [r["epoch"] for r in read_metrics(tmp_path / "stopped") if r["train_acc"] is not None] == [3]
 
 
 def test_splits_evaluated_together_each_get_their_own_numbers(tmp_path):

@@ -247,6 +247,21 @@ def test_one_member_diverges_one_stops_early_and_their_sibling_is_untouched(tmp_
     assert all(r.get("skipped") for r in rerun)
 
 
+def test_members_log_train_metrics_at_solo_cadence_and_at_their_own_stop(tmp_path):
+    common = ["model=mlp", "trainer.max_epochs=4", "trainer.train_eval_every=3"]
+    configs = [compose(*TINY, *common, "seed=0"),
+               compose(*TINY, *common, "seed=1", "trainer.early_stopping.patience=0",
+                       "trainer.early_stopping.min_delta=2")]  # stops at epoch 2, between two cadence epochs
+    S.train_stacked(configs, [tmp_path / "m0", tmp_path / "m1"])
+    for k, (cfg, epochs) in enumerate(zip(configs, ([3, 4], [2]))):
+        solo.train(cfg, tmp_path / f"solo{k}")
+        stacked, alone = read_metrics(tmp_path / f"m{k}"), read_metrics(tmp_path / f"solo{k}")
+        assert [r["epoch"] for r in stacked if r["train_acc"] is not None] == epochs
+        assert [r["epoch"] for r in alone if r["train_acc"] is not None] == epochs
+        for a, b in zip(stacked, alone, strict=True):
+            assert (a["train_acc"], a["val_acc"]) == pytest.approx((b["train_acc"], b["val_acc"]), abs=1e-6)
+
+
 # ------------------------------------------------------------------------------------ kill and resume
 
 KILL_ARGS = ["debug=tiny", "model=mlp", "regularizer=[dropout,mixup]", "trainer.max_epochs=8", "dataset.n_train=1000",
