@@ -391,9 +391,10 @@ def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
 
 
 def train_eval_due(t: SimpleNamespace, epoch: int) -> bool:
-    """Whether epoch ``epoch`` evaluates the training subset (``trainer.train_eval_every``, and the last epoch);
-    a run that stops early evaluates it at the stop too. Validation is evaluated every epoch."""
-    return epoch % t.train_eval_every == 0 or epoch >= t.max_epochs
+    """Whether epoch ``epoch`` evaluates the training subset: the first (a learning curve starts where training
+    does), every ``trainer.train_eval_every``-th and the last; a run that stops early evaluates it at the stop
+    too. Validation is evaluated every epoch."""
+    return epoch == 1 or epoch % t.train_eval_every == 0 or epoch >= t.max_epochs
 
 
 def best_snapshot(run: Run, epoch: int) -> dict:
@@ -466,7 +467,7 @@ def finish(run: Run, state: RunState) -> dict:
         "regularizers": [r.name for r in run.regs],
         "num_params": sum(p.numel() for p in run.model.parameters()),
         "train_eval_examples": len(run.train_eval),  # what metrics.jsonl's train_loss/train_acc are computed on,
-        "train_eval_every": cfg.trainer.train_eval_every,  # and how often (epochs; and the run's last epoch)
+        "train_eval_every": cfg.trainer.train_eval_every,  # and how often (epochs; and the run's first and last)
         "data": data.info,
         "device": str(data.x_train.device),
         "regbench_version": regbench.__version__,

@@ -173,18 +173,18 @@ def test_train_metrics_follow_the_cadence_the_result_names(tmp_path):
     sparse = train(tiny(*common, "trainer.train_eval_every=3", "trainer.early_stopping.patience=null"), tmp_path / "sparse")
     rows = read_metrics(tmp_path / "sparse")
     assert sparse["train_eval_every"] == 3
-    assert [r["epoch"] for r in rows if r["train_acc"] is not None] == [3, 6, 7]  # every 3rd epoch, and the last
+    assert [r["epoch"] for r in rows if r["train_acc"] is not None] == [1, 3, 6, 7]  # the first, every 3rd, the last
     assert all(r["val_acc"] is not None for r in rows)  # validation (early stopping's) every epoch
     # What is logged, not what is trained: the same run id, the same weights as evaluating every epoch
     every = train(tiny(*common, "trainer.train_eval_every=1", "trainer.early_stopping.patience=null"), tmp_path / "every")
     assert every["run_id"] == sparse["run_id"] and every["test_loss"] == sparse["test_loss"]
     assert [r["train_acc"] for r in rows if r["train_acc"] is not None] == [
-        r["train_acc"] for r in read_metrics(tmp_path / "every") if r["epoch"] in (3, 6, 7)]
+        r["train_acc"] for r in read_metrics(tmp_path / "every") if r["epoch"] in (1, 3, 6, 7)]
     # A run that stops early has its train metrics at the epoch it stopped (min_delta=2: nothing improves after epoch 1)
     stopped = train(tiny(*common, "trainer.train_eval_every=5", "trainer.early_stopping.patience=1",
                          "trainer.early_stopping.min_delta=2"), tmp_path / "stopped")
     assert stopped["epochs_run"] == 3
-    assert [r["epoch"] for r in read_metrics(tmp_path / "stopped") if r["train_acc"] is not None] == [3]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "stopped") if r["train_acc"] is not None] == [1, 3]
 
 
 def test_splits_evaluated_together_each_get_their_own_numbers(tmp_path):
