@@ -572,7 +572,7 @@ class Stack:
         # data: one table of distinct tensors per split, and which one each member uses
         self.data = {}
         for split in ("x_train", "y_train", "x_val", "y_val", "x_train_eval", "y_train_eval"):
-            if split.endswith("_eval"):  # the per-epoch train metrics' subset (trainer.train_eval_size)
+            if split.endswith("_eval"):  # the train metrics' subset (trainer.train_eval_size)
                 tensors = [getattr(m.run.data, split[:-5])[m.run.train_eval] for m in members]
             else:
                 tensors = [getattr(m.run.data, split) for m in members]

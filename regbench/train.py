@@ -4,7 +4,9 @@
 regularizer: each active one is called through the hooks of :mod:`regbench.regularizers.base`.
 Everything a run needs to continue after a kill (weights, optimizer, schedule, regularizer state,
 every random generator, early-stopping state, history) is written atomically to
-``checkpoints/last.pt`` after each epoch, so re-running the same command resumes bit for bit.
+``checkpoints/last.pt`` (after the first epoch, the last, and every ``trainer.checkpoint_every_s``),
+so re-running the same command resumes bit for bit. Validation is evaluated every epoch (early stopping),
+the training subset at the cadence of ``trainer.train_eval_every``.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class Run:
     stopper: EarlyStopping
     batch_size: int
     steps_per_epoch: int
-    train_eval: torch.Tensor  # indices of the training examples the per-epoch train metrics are computed on
+    train_eval: torch.Tensor  # indices of the training examples metrics.jsonl's train metrics are computed on
     hooks: dict[str, list[Regularizer]] = field(init=False)  # the regularizers overriding each hook, in list order
     forward: torch.nn.Module | None = None  # what training calls: the model, or its torch.compile'd form
     scaler: torch.amp.GradScaler | None = None  # precision=16: loss scaling (CUDA)
@@ -271,7 +273,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
 
 
 def train_eval_subset(y_train: torch.Tensor, size: int | None, seed: int) -> torch.Tensor:
-    """The training examples the per-epoch train metrics use: all of them, or a fixed stratified subset of
+    """The training examples metrics.jsonl's train metrics use: all of them, or a fixed stratified subset of
     ``size`` (the same in every epoch and every run seed, drawn without touching torch's generator)."""
     n = len(y_train)
     if size is None or size >= n:

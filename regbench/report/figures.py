@@ -125,7 +125,8 @@ def learning_curves(study: Study, out: Path) -> list[Figure]:
         axes.flat[0].legend(loc="best")
         fig.tight_layout()
         return [_save(fig, out, "learning_curves", "Learning curves",
-                      f"Train and validation loss and accuracy per epoch, one line per configuration ({band}).")]
+                      f"Train and validation loss and accuracy per epoch (train: at the runs' train_eval_every cadence), "
+                      f"one line per configuration ({band}).")]
     line_factor = _line_factor(study, conds)
     others = [f for f in study.factors if f != line_factor]
     panels: dict[tuple, list[Condition]] = {}
@@ -283,7 +284,8 @@ def fitting_curves(study: Study, out: Path) -> list[Figure]:
     fig.suptitle("Fitting true and corrupted data (cf. Zhang et al. 2017, Fig. 1a)")
     fig.tight_layout()
     return [_save(fig, out, "train_loss_vs_steps", "Training loss against steps",
-                  "Training loss (evaluated after each epoch) against optimizer steps per condition; mean over seeds, "
+                  "Training loss (evaluated on the training subset at the run's train_eval_every cadence) against optimizer "
+                  "steps per condition; mean over seeds, "
                   "band ±1 std" + (", one panel per setting of the other factors." if others else ".") + note)]
 
 
