@@ -1139,10 +1139,10 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
                      stopper.monitor, stopper.best_epoch)
         if due or stopper.should_stop:  # as solo: the cadence's epochs and a member's last row
             with_train.append(k)
-    if with_train and not due:
-        train = stack.evaluate("train_eval")
-    for k in with_train:
-        rows[k]["train_loss"], rows[k]["train_acc"] = train[0][0][k], train[0][1][k]
+    if with_train:
+        (train_loss, train_acc), = train if due else stack.evaluate("train_eval")
+        for k in with_train:
+            rows[k]["train_loss"], rows[k]["train_acc"] = train_loss[k], train_acc[k]
     if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
         stack.write_back(optimizer=False)
         for m, improved in zip(members, best):

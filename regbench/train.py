@@ -152,6 +152,10 @@ class Run:
             return contextlib.nullcontext()
         return torch.autocast(self.data.x_train.device.type, dtype=self._autocast_dtype)
 
+    def train_subset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training examples (inputs, labels) metrics.jsonl's train metrics are computed on."""
+        return self.data.x_train[self.train_eval], self.data.y_train[self.train_eval]
+
     @property
     def last_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
@@ -375,9 +379,8 @@ def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
         log.warning("epoch %d: training loss is not finite: diverged", state.epoch)
         return row
     m, data, batch = run.eval_model(), run.data, run.trainer.eval_batch_size
-    train_split = (data.x_train[run.train_eval], data.y_train[run.train_eval])
     due = train_eval_due(run.trainer, state.epoch)
-    values = evaluate_splits(m, [(data.x_val, data.y_val), *([train_split] if due else [])], batch)
+    values = evaluate_splits(m, [(data.x_val, data.y_val), *([run.train_subset()] if due else [])], batch)
     (row["val_loss"], row["val_acc"]), *train_values = values
     stopper = run.stopper
     if stopper.update(row[stopper.monitor], state.epoch):  # kept in memory; the next checkpoint writes it
@@ -386,7 +389,7 @@ def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
         state.status = "stopped"
         log.info("early stopping at epoch %d: best %s at epoch %d", state.epoch, stopper.monitor, stopper.best_epoch)
         if not due:  # a run's last row always has its train metrics
-            train_values = evaluate_splits(m, [train_split], batch)
+            train_values = evaluate_splits(m, [run.train_subset()], batch)
     if train_values:
         row["train_loss"], row["train_acc"] = train_values[0]
     return row
