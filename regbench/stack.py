@@ -571,9 +571,12 @@ class Stack:
         self._batches = {}  # batch size → [(path, shape)] of the random slots in call order
         # data: one table of distinct tensors per split, and which one each member uses
         self.data = {}
+        subsets = [m.run.train_subset() for m in members]  # the train metrics' subset (trainer.train_eval_size)
         for split in ("x_train", "y_train", "x_val", "y_val", "x_train_eval", "y_train_eval"):
-            if split.endswith("_eval"):  # the train metrics' subset (trainer.train_eval_size)
-                tensors = [getattr(m.run.data, split[:-5])[m.run.train_eval] for m in members]
+            if split == "x_train_eval":
+                tensors = [x for x, _ in subsets]
+            elif split == "y_train_eval":
+                tensors = [y for _, y in subsets]
             else:
                 tensors = [getattr(m.run.data, split) for m in members]
             unique, index = [], []
