@@ -197,7 +197,9 @@ def _tag_varied_factors(cfg: DictConfig, overrides: list[str], sweep_dir) -> Non
     """Add ``key=value`` tags for the factors this sweep varies (seed excepted: it is in the config)."""
     if "tags" not in cfg.get("logger", {}):
         return
-    varied = _varied_factors(Path(sweep_dir))
+    from regbench.sweep.jobs import once_per_sweep
+
+    varied = once_per_sweep(sweep_dir, _varied_but_seed)  # None if unknown: every override is then a candidate
     tags = []
     for line in overrides:
         key = line.split("=", 1)[0].lstrip("+~")
@@ -207,29 +209,11 @@ def _tag_varied_factors(cfg: DictConfig, overrides: list[str], sweep_dir) -> Non
         cfg.logger.tags = list(dict.fromkeys([*cfg.logger.tags, *tags]))
 
 
-_VARIED: dict[tuple, set[str] | None] = {}
+def _varied_but_seed(cfg) -> set[str]:
+    """The factors a sweep's multirun.yaml varies, seed excepted."""
+    from regbench.sweep.jobs import varied_keys
 
-
-def _varied_factors(sweep_dir: Path) -> set[str] | None:
-    """The factors the sweep varies, seed excepted; None if that is unknown (a custom sweeper, no
-    multirun.yaml: every override is then a candidate). Read once per multirun.yaml and process: every job,
-    and every member of a stack, asks, and parsing it cost about 30 ms a time."""
-    from regbench.sweep.jobs import MULTIRUN_FILE, load_multirun, varied_keys
-
-    try:
-        stat = (sweep_dir / MULTIRUN_FILE).stat()
-        key = (str(sweep_dir), stat.st_mtime_ns, stat.st_size)  # a new sweep into the same dir rewrites it
-    except OSError:
-        key = None
-    if key not in _VARIED:
-        try:
-            varied = set(varied_keys(load_multirun(sweep_dir))) - {"seed"}
-        except Exception:
-            varied = None
-        if key is None:
-            return varied
-        _VARIED[key] = varied
-    return _VARIED[key]
+    return set(varied_keys(cfg)) - {"seed"}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)

@@ -9,6 +9,7 @@ A sampling sweeper (Optuna) draws its jobs as it goes: only their number is know
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,29 @@ def load_multirun(sweep_dir: str | Path) -> DictConfig | None:
         if not is_basic_sweeper(cfg):
             return cfg
     return None
+
+
+_ONCE: dict[tuple, object] = {}
+
+
+def once_per_sweep(sweep_dir: str | Path, what: Callable[[DictConfig | None], object]):
+    """``what(load_multirun(sweep_dir))``, None if it raises; computed once per process and multirun.yaml (by
+    its mtime and size: a new sweep into the same dir rewrites it). Every job, and every member of a stack,
+    asks for the sweep's size or varied factors, and parsing the file cost about 30 ms a time."""
+    try:
+        stat = (Path(sweep_dir) / MULTIRUN_FILE).stat()
+        key = (str(sweep_dir), stat.st_mtime_ns, stat.st_size, what)
+    except OSError:  # no multirun.yaml (a sampling sweeper): read anew
+        key = None
+    if key is None or key not in _ONCE:
+        try:
+            value = what(load_multirun(sweep_dir))
+        except Exception:
+            value = None
+        if key is None:
+            return value
+        _ONCE[key] = value
+    return _ONCE[key]
 
 
 def is_basic_sweeper(cfg: DictConfig) -> bool:

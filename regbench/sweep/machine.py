@@ -94,17 +94,13 @@ def claim_gpu(lock_dir: Path, n_gpus: int, job_num: int = 0):
     return job_num % n_gpus, None
 
 
-_SWEEP_SIZES: dict[str, int | None] = {}
-
-
 def _sweep_size(sweep_dir: Path) -> int | None:
-    key = str(sweep_dir)
-    if key not in _SWEEP_SIZES:
-        from regbench.sweep.jobs import expected_count, load_multirun
+    from regbench.sweep.jobs import once_per_sweep
 
-        cfg = load_multirun(sweep_dir)
-        try:
-            _SWEEP_SIZES[key] = expected_count(cfg) if cfg is not None else None
-        except Exception:
-            _SWEEP_SIZES[key] = None
-    return _SWEEP_SIZES[key]
+    return once_per_sweep(sweep_dir, _expected_count)
+
+
+def _expected_count(cfg) -> int | None:
+    from regbench.sweep.jobs import expected_count
+
+    return expected_count(cfg) if cfg is not None else None
