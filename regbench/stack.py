@@ -571,14 +571,10 @@ class Stack:
         self._batches = {}  # batch size → [(path, shape)] of the random slots in call order
         # data: one table of distinct tensors per split, and which one each member uses
         self.data = {}
-        subsets = [m.run.train_subset() for m in members]  # the train metrics' subset (trainer.train_eval_size)
-        for split in ("x_train", "y_train", "x_val", "y_val", "x_train_eval", "y_train_eval"):
-            if split == "x_train_eval":
-                tensors = [x for x, _ in subsets]
-            elif split == "y_train_eval":
-                tensors = [y for _, y in subsets]
-            else:
-                tensors = [getattr(m.run.data, split) for m in members]
+        splits = {split: [getattr(m.run.data, split) for m in members] for split in ("x_train", "y_train", "x_val", "y_val")}
+        # the train metrics' subset (trainer.train_eval_size)
+        splits["x_train_eval"], splits["y_train_eval"] = zip(*(m.run.train_subset() for m in members))
+        for split, tensors in splits.items():
             unique, index = [], []
             for t in tensors:
                 for u, other in enumerate(unique):
