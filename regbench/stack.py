@@ -350,43 +350,49 @@ class _MaskLayer(nn.Module):
 
 
 def _conv_rows(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
-    """The receptive fields of a 1-D convolution as matmul rows: ``x [B, C, L]`` → ``[B * L_out, C * k]``
-    (zero padding ``p``, stride ``s``)."""
-    windows = F.pad(x, (p, p)).unfold(-1, k, s)  # [B, C, L_out, k]
-    b, c, length, _ = windows.shape
-    return windows.permute(0, 2, 1, 3).reshape(b * length, c * k)
+    """The receptive fields of a 1-D convolution as matmul rows: ``x [B, C, L]`` → ``[B * L_out, k * C]``
+    (zero padding ``p``, stride ``s``), tap-major: a row is its window's k positions, each with its C channels.
+    In the layout a convolution's output has here (channels inner: ``[B, L, C]`` in memory) a row is then one
+    contiguous stretch of memory, and gathering the rows is a copy of those stretches."""
+    windows = F.pad(x.transpose(1, 2), (0, 0, p, p)).unfold(1, k, s)  # [B, L_out, C, k]
+    b, length, c, _ = windows.shape
+    return windows.transpose(2, 3).reshape(b * length, k * c)
+
+
+def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A Conv1d weight ``[..., out, C, k]`` as the matrix that :func:`_conv_rows`' rows multiply: ``[..., k*C, out]``."""
+    return weight.transpose(-1, -2).flatten(-2).transpose(-1, -2)
 
 
 class _ConvRows(torch.autograd.Function):
     """:func:`_conv_rows` with a cheaper backward, for the folded template (outside vmap).
 
-    Autograd's backward of pad → unfold → permute → reshape (a generic ``unfold_backward`` and zero-filled,
-    permuted copies) made a folded 18-member cnn1d epoch about 10% longer on CPU. Here the k kernel taps'
-    gradients are added into the input's positions with k strided slices, from the last tap to the first:
-    the order in which ``unfold_backward`` sums a position's windows, so the gradient is bitwise the same (a
-    test checks). Under vmap the chain itself is faster (vmap would run this function op by op).
+    Autograd's backward of pad → unfold → reshape (a generic ``unfold_backward`` and zero-filled copies) made a
+    folded 18-member cnn1d epoch about 10% longer on CPU. Here the k kernel taps' gradients are added into the
+    input's positions with k strided slices, from the last tap to the first: the order in which
+    ``unfold_backward`` sums a position's windows, so the gradient is bitwise the same (a test checks). It is
+    returned channels inner, the layout of the activation it flows into. Under vmap the chain itself is faster
+    (vmap would run this function op by op).
     """
 
     @staticmethod
     def forward(ctx, x, k, s, p):
         ctx.in_shape, ctx.k, ctx.s, ctx.p = x.shape, k, s, p
-        ctx.channels_inner = x.stride(1) == 1 and x.shape[1] > 1  # a conv's output: [B, L, C] in memory
+        ctx.channels_inner = x.stride(1) == 1 or x.shape[1] == 1  # a conv's output: [B, L, C] in memory
         return _conv_rows(x, k, s, p)
 
     @staticmethod
     def backward(ctx, grad):
         (b, c, length), k, s, p = ctx.in_shape, ctx.k, ctx.s, ctx.p
-        taps = grad.view(b, -1, c, k).permute(0, 2, 1, 3)  # [B, C, L_out, k]
-        # the gradient in the input's own memory layout, so that the activation's backward before this layer
-        # reads its two operands in one order (mixed layouts made it 3x slower)
-        if ctx.channels_inner:
-            out = grad.new_zeros(b, length + 2 * p, c).transpose(1, 2)
-        else:
-            out = grad.new_zeros(b, c, length + 2 * p)
-        span = s * (taps.shape[2] - 1) + 1
+        taps = grad.view(b, -1, k, c)  # [B, L_out, k, C]
+        out = grad.new_zeros(b, length + 2 * p, c)
+        span = s * (taps.shape[1] - 1) + 1
         for j in reversed(range(k)):
-            out[:, :, j:j + span:s] += taps[..., j]
-        return out[:, :, p:p + length], None, None, None
+            out[:, j:j + span:s] += taps[:, :, j]
+        out = out[:, p:p + length].transpose(1, 2)
+        # in the input's own memory layout, so that the activation's backward before this layer reads its two
+        # operands in one order (mixed layouts made it 3x slower)
+        return (out if ctx.channels_inner else out.contiguous()), None, None, None
 
 
 class _UnfoldConv1d(nn.Module):
@@ -403,7 +409,7 @@ class _UnfoldConv1d(nn.Module):
 
     def forward(self, x):  # x [B, C, L]
         (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
-        y = _conv_rows(x, k, s, p) @ self.weight.reshape(len(self.weight), -1).t()
+        y = _conv_rows(x, k, s, p) @ _conv_weight(self.weight)
         if self.bias is not None:
             y = y + self.bias
         return y.view(len(x), -1, y.shape[-1]).transpose(1, 2)
@@ -415,9 +421,8 @@ class _FoldedConv1d(_UnfoldConv1d):
 
     def forward(self, x):  # x [K*B, C, L]
         K, (k,), (s,), (p,) = len(self.weight), self.kernel_size, self.stride, self.padding
-        rows = _ConvRows.apply(x, k, s, p)  # [K*B*L_out, C*k]
-        weight = self.weight.reshape(K, self.weight.shape[1], -1).transpose(1, 2)  # [K, C*k, out]
-        y = torch.bmm(rows.view(K, -1, rows.shape[-1]), weight)
+        rows = _ConvRows.apply(x, k, s, p)  # [K*B*L_out, k*C]
+        y = torch.bmm(rows.view(K, -1, rows.shape[-1]), _conv_weight(self.weight))
         if self.bias is not None:
             y = y + self.bias[:, None]
         return y.view(len(x), -1, y.shape[-1]).transpose(1, 2)
@@ -448,14 +453,60 @@ class _FoldedLinear(nn.Module):
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
+def _per_channel(rows: torch.Tensor, length: int) -> torch.Tensor:
+    """``[K, B, L*C]`` (channels inner) → the sum over B and L, ``[K, C]``."""
+    return rows.sum(1).view(len(rows), length, -1).sum(1)
+
+
+def _along(v: torch.Tensor, length: int) -> torch.Tensor:
+    """Per-channel values ``[..., K, C]`` repeated along L: ``[..., K, 1, L*C]``, to broadcast over ``[K, B, L*C]``."""
+    return v.unsqueeze(-2).expand(*v.shape[:-1], length, v.shape[-1]).flatten(-2).unsqueeze(-2)
+
+
+class _BatchNormRows(torch.autograd.Function):
+    """Training-mode batch normalization of each member's rows, ``x [K, B, L*C]`` (a convolution's output, channels
+    inner) with per-member ``weight``, ``bias`` ``[K, C]``: statistics over B and L, per member and channel.
+
+    Written out (two-pass variance, the backward from the centred input) instead of ``F.batch_norm`` over the
+    members' channels side by side: that needs the member axis moved into the channels and back (four copies
+    a layer, forward and backward), and its CPU kernel is slow for these shapes. A per-channel vector is
+    repeated along L, so every elementwise op runs over rows of L*C contiguous values. Returns the output and
+    the batch's mean and (biased) variance ``[K, C]`` for the running statistics."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, length):
+        n = x.shape[1] * length
+
+        mean = _per_channel(x, length).div_(n)
+        centred = x - _along(mean, length)
+        var = _per_channel(centred.square(), length).div_(n)
+        rstd = (var + eps).rsqrt_()
+        scale = weight * rstd
+        ctx.save_for_backward(centred, rstd, scale)
+        ctx.length = length
+        return torch.addcmul(_along(bias, length), centred, _along(scale, length)), mean, var
+
+    @staticmethod
+    def backward(ctx, grad, _mean, _var):
+        centred, rstd, scale = ctx.saved_tensors
+        length = ctx.length
+        n = centred.shape[1] * length
+
+        grad_bias = _per_channel(grad, length)
+        grad_weight = _per_channel(grad * centred, length).mul_(rstd)  # the sum of grad · x̂
+        # dx = scale · (grad − mean(grad) − x̂ · mean(grad · x̂)), with x̂ = centred · rstd
+        shift, slope = _along(torch.stack([grad_bias, grad_weight * rstd]) * (scale / -n), length)
+        return torch.addcmul(shift, centred, slope).addcmul_(grad, _along(scale, length)), grad_weight, grad_bias, None, None
+
+
 class _FoldedBatchNorm(nn.Module):
-    """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]``: each member's statistics over
-    its own rows, with its own affine parameters and running statistics. The member axis moves into the
-    channels, as vmap lowers it, and one ``batch_norm`` runs over the rows ``[B*L, K*C]`` (channels last: on a
-    CPU about twice as fast as over ``[B, K*C, L]`` for these short signals); the sums run in another order
-    than vmap's, so the results agree with it to float rounding, not bit for bit. An 8-member BatchNorm cnn1d
-    epoch (zhang2017_table1) takes 92-97 ms folded against 136-145 ms under vmap. (The models' BatchNorm:
-    affine, running statistics with a momentum; :func:`_conv_norms` folds no other.)"""
+    """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]`` (channels inner, a folded
+    convolution's output): each member's statistics over its own rows, with its own affine parameters and running
+    statistics (:class:`_BatchNormRows`). The sums run in another order than vmap's, so the results agree with it
+    to float rounding, not bit for bit. An 8-member BatchNorm cnn1d layer (zhang2017_table1's first) takes about
+    0.9 ms forward and backward against 1.2-1.5 ms through ``F.batch_norm`` over ``[B*L, K*C]`` (and 136-145 ms
+    an epoch under vmap against 92-97 ms folded that way). (The models' BatchNorm: affine, running statistics
+    with a momentum; :func:`_conv_norms` folds no other.)"""
 
     def __init__(self, bn: nn.BatchNorm1d, members: int):
         super().__init__()
@@ -465,15 +516,19 @@ class _FoldedBatchNorm(nn.Module):
         self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
 
     def forward(self, x):  # x [K*B, C, L]
-        K, C = self.K, x.shape[1]
-        if self.training:
-            self.num_batches_tracked.add_(1)  # as nn.BatchNorm1d counts (the momentum, not the count, is used)
-        L = x.shape[2]
-        rows = x.reshape(K, -1, C, L).permute(1, 3, 0, 2).reshape(-1, K * C)  # [B*L, K*C]: a channel per member's C
-        y = F.batch_norm(rows, self.running_mean.view(K * C), self.running_var.view(K * C), self.weight.reshape(K * C),
-                         self.bias.reshape(K * C), self.training, self.momentum, self.eps)
-        # back in a convolution output's layout ([K*B, L, C] in memory), which the next layers expect
-        return y.view(-1, L, K, C).permute(2, 0, 1, 3).reshape(-1, L, C).transpose(1, 2)
+        K, C, L = self.K, x.shape[1], x.shape[2]
+        rows = x.transpose(1, 2).reshape(K, -1, L * C)  # no copy for a convolution's output
+        if not self.training:
+            scale = self.weight * (self.running_var + self.eps).rsqrt()
+            y = torch.addcmul(_along(self.bias - self.running_mean * scale, L), rows, _along(scale, L))
+        else:
+            y, mean, var = _BatchNormRows.apply(rows, self.weight, self.bias, self.eps, L)
+            with torch.no_grad():  # as nn.BatchNorm1d: the momentum's update, the unbiased variance
+                n = rows.shape[1] * L
+                self.num_batches_tracked.add_(1)
+                self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+                self.running_var.mul_(1 - self.momentum).add_(var * (n / (n - 1)), alpha=self.momentum)
+        return y.view(-1, L, C).transpose(1, 2)  # [K*B, C, L], channels inner
 
 
 # Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
