@@ -18,3 +18,5 @@ def test_offline_run_files_hold_metrics_and_summary(tmp_path):
     assert b"test_acc" in data  # summary, written by finish()
     assert b"dropout" in data  # tags: the active regularizers
     assert read_result(tmp_path / "run")["logger_id"] == offline.name.rsplit("-", 1)[1]
+    requirements = (offline / "files" / "requirements.txt").read_text()  # the installed packages, as W&B lists them
+    assert "torch==" in requirements and "wandb==" in requirements

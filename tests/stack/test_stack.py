@@ -309,7 +309,7 @@ def test_sigkill_then_rerun_resumes_every_member_and_a_member_resumes_solo(tmp_p
 def test_wandb_offline_one_run_per_member(tmp_path):
     configs = [compose(*TINY, "model=mlp", "logger=wandb", f"seed={s}", "regularizer=[dropout]") for s in range(2)]
     results = S.train_stacked(configs, [tmp_path / f"m{s}" for s in range(2)])
-    ids = set()
+    ids, requirements = set(), set()
     for s, result in enumerate(results):
         (offline,) = (tmp_path / f"m{s}" / "wandb").glob("offline-run-*")
         (log,) = offline.glob("run-*.wandb")
@@ -318,4 +318,7 @@ def test_wandb_offline_one_run_per_member(tmp_path):
             assert name in data, name
         assert result["logger_id"] == offline.name.rsplit("-", 1)[1] == read_result(tmp_path / f"m{s}")["logger_id"]
         ids.add(result["logger_id"])
+        requirements.add((offline / "files" / "requirements.txt").read_text())
     assert len(ids) == 2
+    (listed,) = requirements  # every member's run records the installed packages (listed once per process)
+    assert "torch==" in listed
