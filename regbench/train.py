@@ -242,6 +242,27 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     return result
 
 
+def _keep_freed_memory() -> None:
+    """glibc's malloc (Linux): serve blocks up to 64 MB from the heap and keep up to 256 MB of freed heap, instead
+    of mapping large blocks fresh from the OS and handing freed ones back. A training step allocates and frees the
+    same tensors each time; returned to the OS, their pages are faulted in and zeroed again at every step. On this
+    project's CPU that cost a stacked 8-member cnn1d step 20-25% (500-780 thousand page faults in 60 epochs
+    against 114 thousand) and a solo run about 2%; the process keeps about 20 MB more. Elsewhere (macOS,
+    Windows, musl) nothing changes."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 64 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
+
+
 def build_run(cfg: DictConfig, run_dir: Path) -> Run:
     """Device, data, regularizers, model, optimizer, schedule and early stopping, seeded as a solo run is."""
     t = cfg.trainer
@@ -255,6 +276,8 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
         # Ours write before they read (reruns and resumes are bitwise equal without it; tests check), and the
         # fills cost 2-3% of a solo cnn1d epoch and 5-7% of a stacked one.
         torch.utils.deterministic.fill_uninitialized_memory = False
+
+    _keep_freed_memory()
 
     checkpoint.seed_everything(cfg.seed)
     data = build.build_data(cfg.dataset, cfg.seed).to(device)
