@@ -674,7 +674,7 @@ class Stack:
                 elif type(module) is nn.BatchNorm1d:
                     _set_submodule(template, path, _FoldedBatchNorm(module, self.K))
         self.template = template.to("meta")
-        self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation on a CPU (_evaluate_each)
+        self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation one member at a time (_evaluate_each)
 
         if self.folded:
             bind = _attribute_slots(self.template, [*self.param_names, *self.buffer_names,
@@ -939,9 +939,12 @@ class Stack:
     @torch.no_grad()
     def evaluate(self, *splits: str) -> list[tuple[list[float], list[float]]]:
         """Every member's mean cross-entropy and accuracy on each split, in eval mode (solo's ``evaluate``):
-        batched on a GPU, one member after another on a CPU (see :meth:`_evaluate_each`)."""
+        batched, but for a CPU stack under vmap, which evaluates one member after another (see
+        :meth:`_evaluate_each`). A folded stack's batched evaluation agrees with its members' solo evaluation to
+        float rounding (another convolution kernel); on this project's CPU it takes half the time (an 8-member
+        cnn1d stack's validation split 5.4-6.2 ms against 10.2-10.4 ms, an MLP's 1.4 ms against 3.0 ms)."""
         batch = self.members[0].cfg.trainer.eval_batch_size
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not self.folded:
             return self._evaluate_each(splits, batch)
         return [self._evaluate_batched(split, batch) for split in splits]
 
@@ -970,8 +973,8 @@ class Stack:
     def _evaluate_each(self, splits: tuple[str, ...], batch: int) -> list[tuple[list[float], list[float]]]:
         """:meth:`evaluate` one member after another: each member's weights are copied into a model with the
         original layers and solo's ``evaluate_splits`` runs it, bitwise what the member's solo run computes. On
-        a CPU, inference through K plain convolutions is about 3x faster than one batched (grouped or unfolded)
-        convolution, and as fast for an MLP; copying the weights costs less than functional_call's swap."""
+        a CPU, for a stack under vmap, faster than vmap's batched layers; copying the weights costs less than
+        functional_call's swap."""
         views = self.param_views(self.P.detach())
         params, buffers = dict(self.eval_module.named_parameters()), dict(self.eval_module.named_buffers())
         tables = [(*self.data[f"x_{split}"][:2], *self.data[f"y_{split}"][:2]) for split in splits]
