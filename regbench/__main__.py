@@ -1,5 +1,5 @@
 import sys
 
-from regbench.cli import main
+from regbench.cli import entry
 
-sys.exit(main())
+sys.exit(entry())
