@@ -789,8 +789,8 @@ class Stack:
         self.template.train()
         for s, (a, b) in enumerate(batches):
             idx = perms[:, a:b]
-            xb = x_table[0][idx] if x_shared else x_table[x_index[:, None], idx]
-            yb = y_table[0][idx] if y_shared else y_table[y_index[:, None], idx]
+            xb = _rows(x_table[0], idx) if x_shared else x_table[x_index[:, None], idx]
+            yb = _rows(y_table[0], idx) if y_shared else y_table[y_index[:, None], idx]
             xb, yb, masks = self._draws(xb, yb)
             views = self.param_views()
             tensors = {**dict(zip(self.param_names, views)), **self.buffers, **masks}
@@ -1030,6 +1030,12 @@ class Stack:
 
 
 # ------------------------------------------------------------------------------------- the engine
+
+def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` for a [K, B] index: ``index_select`` on the flat index, about half the time of advanced
+    indexing on a CPU (the same rows)."""
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, *table.shape[1:])
+
 
 def _check_same_key(cfgs: list[DictConfig]) -> None:
     keys = set()
