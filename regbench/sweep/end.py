@@ -21,7 +21,7 @@ def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]], every_
     from rich.markup import escape
 
     from regbench.console import console
-    from regbench.sweep.jobs import expected_jobs, load_multirun
+    from regbench.sweep.jobs import sweep_jobs
     from regbench.sweep.results import (CONFIGS_CSV, configs_table, format_counts, per_config, print_failures,
                                         status_counts, write_tables)
 
@@ -36,8 +36,7 @@ def end_of_sweep(sweep_dir: Path | None, statuses: list[tuple[str, str]], every_
         return 1 if counts.get("failed") else 0
 
     runs, _ = write_tables(sweep_dir)
-    cfg = load_multirun(sweep_dir)
-    jobs = expected_jobs(cfg) if cfg is not None and not every_run else None
+    jobs = None if every_run else sweep_jobs(sweep_dir)
     if every_run:
         mine = set(runs["run_dir"]) if not runs.empty else set()
     elif jobs is not None:

@@ -62,6 +62,16 @@ def once_per_sweep(sweep_dir: str | Path, what: Callable[[DictConfig | None], ob
     return _ONCE[key]
 
 
+def sweep_jobs(sweep_dir: str | Path) -> list[Job] | None:
+    """:func:`expected_jobs` of the sweep dir's multirun.yaml, once per process and file (None if unknown: no
+    multirun.yaml, a sampling sweeper, a file this version cannot expand). The end of a sweep asks for them twice."""
+    return once_per_sweep(sweep_dir, _jobs)
+
+
+def _jobs(cfg: DictConfig | None) -> list[Job] | None:
+    return expected_jobs(cfg) if cfg is not None else None
+
+
 def is_basic_sweeper(cfg: DictConfig) -> bool:
     return str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).endswith("BasicSweeper")
 

@@ -130,13 +130,9 @@ def _overrides_dict(lines) -> dict[str, str]:
 
 
 def _expected_jobs(sweep_dir: Path) -> list:
-    from regbench.sweep.jobs import expected_jobs, load_multirun
+    from regbench.sweep.jobs import sweep_jobs
 
-    try:
-        cfg = load_multirun(sweep_dir)
-        return (expected_jobs(cfg) or []) if cfg is not None else []
-    except Exception:  # a multirun.yaml this version cannot expand: list what is on disk only
-        return []
+    return sweep_jobs(sweep_dir) or []  # none known (or a multirun.yaml this version cannot expand): what is on disk
 
 
 def factors(runs: pd.DataFrame) -> list[str]:
