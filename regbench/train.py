@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import os
@@ -242,8 +243,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     return result
 
 
+@functools.cache
 def _keep_freed_memory() -> None:
-    """glibc's malloc (Linux): serve blocks up to 64 MB from the heap and keep up to 256 MB of freed heap, instead
+    """Once per process, glibc's malloc (Linux): serve blocks up to 64 MB from the heap and keep up to 256 MB of freed heap, instead
     of mapping large blocks fresh from the OS and handing freed ones back. A training step allocates and frees the
     same tensors each time; returned to the OS, their pages are faulted in and zeroed again at every step. On this
     project's CPU that cost a stacked 8-member cnn1d step 20-25% (500-780 thousand page faults in 60 epochs
