@@ -21,6 +21,9 @@ from helpers import REPO, compose, read_metrics, read_result
 
 from regbench import checkpoint
 from regbench import stack as S
+from regbench.stack.engine import Stack
+from regbench.stack.folded import ConvRows, conv_rows
+from regbench.stack.loop import build_member
 from regbench import train as solo
 
 TINY = ["debug=tiny", "trainer.max_epochs=2", "dataset.n_train=200", "trainer.checkpoint_every_s=0"]
@@ -83,8 +86,8 @@ def test_train_stacked_refuses_configs_of_different_keys(tmp_path):
 
 def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     configs = cfgs("model=cnn1d", "regularizer=[batchnorm]", seeds=(0, 5))
-    members = [S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)]
-    stack = S.Stack(members)
+    members = [build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)]
+    stack = Stack(members)
     views = stack.param_views(stack.P.detach())
     for k, cfg in enumerate(configs):
         model = solo.build_run(cfg, tmp_path / f"solo{k}").model
@@ -103,7 +106,7 @@ def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tm
     for stacks under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included),
     and agree to float rounding."""
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
-    stack = S.Stack([S._build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
+    stack = Stack([build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
     assert stack.folded == folded
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
     splits = ("train_eval", "val")
@@ -125,7 +128,7 @@ def test_folded_stack_trains_bit_for_bit_as_under_vmap(model, tmp_path):
                    seeds=(0, 1, 2))
     results = {}
     for fold in (True, False):
-        stack = S.Stack([S._build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        stack = Stack([build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
         results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
@@ -140,7 +143,7 @@ def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
     configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "regularizer.dropout.input_p=0.1", seeds=(0, 1, 2))
     results = {}
     for fold in (True, False):
-        stack = S.Stack([S._build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        stack = Stack([build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
         results[fold] = (stack.P.detach().clone(), losses, dict(stack.buffers), stack._evaluate_batched("val", 64))
@@ -154,7 +157,7 @@ def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
     for a, b in zip(val_fold, val_vmap, strict=True):
         assert a == pytest.approx(b, rel=1e-5)
     mlp = cfgs("model=mlp", "regularizer=[batchnorm]", seeds=(0, 1))
-    assert not S.Stack([S._build_member(c, tmp_path / f"mlp{i}") for i, c in enumerate(mlp)]).folded
+    assert not Stack([build_member(c, tmp_path / f"mlp{i}") for i, c in enumerate(mlp)]).folded
 
 
 def test_conv_rows_have_unfolds_gradient_bit_for_bit():
@@ -164,8 +167,8 @@ def test_conv_rows_have_unfolds_gradient_bit_for_bit():
     for k, s, p, length in [(1, 1, 0, 9), (3, 2, 1, 19), (3, 2, 1, 10), (5, 2, 1, 40), (3, 1, 1, 12), (7, 1, 3, 16),
                             (4, 3, 0, 20), (9, 2, 2, 33), (5, 3, 2, 9)]:
         x = torch.randn(3, 4, length, requires_grad=True)
-        expected = S._conv_rows(x, k, s, p)
-        rows = S._ConvRows.apply(x, k, s, p)
+        expected = conv_rows(x, k, s, p)
+        rows = ConvRows.apply(x, k, s, p)
         assert torch.equal(rows, expected)
         g = torch.randn_like(rows)
         assert torch.equal(torch.autograd.grad(rows, x, g)[0], torch.autograd.grad(expected, x, g)[0]), (k, s, p)

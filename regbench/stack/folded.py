@@ -1,0 +1,278 @@
+"""The layers of a stack's template that differ from the members' own.
+
+Dropout and noise layers become :class:`MaskLayer` slots that take the masks each member drew. On a CPU a
+Conv1d becomes :class:`UnfoldConv1d` (unfold + matmul). For a model whose forward treats each row alone
+(an MLP, a 1-D CNN, with or without BatchNorm after its convolutions) the members' rows are folded into one
+batch ``[K*B, ...]`` and Linear, Conv1d and BatchNorm1d become their folded forms: one batched matmul per
+layer with each member's weights, and each member's own batch statistics, without vmap.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskLayer(nn.Module):
+    """A dropout or noise slot of the stacked template: multiplies by (dropout) or adds (noise) a mask each
+    member drew from its own generator before the step; the identity in eval mode."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.register_buffer("mask", torch.empty(0), persistent=False)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * self.mask if self.mode == "mul" else x + self.mask
+
+
+def conv_rows(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
+    """The receptive fields of a 1-D convolution as matmul rows: ``x [B, C, L]`` → ``[B * L_out, k * C]``
+    (zero padding ``p``, stride ``s``), tap-major: a row is its window's k positions, each with its C channels.
+    In the layout a convolution's output has here (channels inner: ``[B, L, C]`` in memory) a row is then one
+    contiguous stretch of memory, and gathering the rows is a copy of those stretches."""
+    windows = F.pad(x.transpose(1, 2), (0, 0, p, p)).unfold(1, k, s)  # [B, L_out, C, k]
+    b, length, c, _ = windows.shape
+    return windows.transpose(2, 3).reshape(b * length, k * c)
+
+
+def _conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A Conv1d weight ``[..., out, C, k]`` as the matrix that :func:`conv_rows`' rows multiply: ``[..., k*C, out]``."""
+    return weight.transpose(-1, -2).flatten(-2).transpose(-1, -2)
+
+
+class ConvRows(torch.autograd.Function):
+    """:func:`conv_rows` with a cheaper backward, for the folded template (outside vmap).
+
+    Autograd's backward of pad → unfold → reshape (a generic ``unfold_backward`` and zero-filled copies) made a
+    folded 18-member cnn1d epoch about 10% longer on CPU. Here the k kernel taps' gradients are added into the
+    input's positions with k strided slices, from the last tap to the first: the order in which
+    ``unfold_backward`` sums a position's windows, so the gradient is bitwise the same (a test checks). It is
+    returned channels inner, the layout of the activation it flows into. Under vmap the chain itself is faster
+    (vmap would run this function op by op).
+    """
+
+    @staticmethod
+    def forward(ctx, x, k, s, p):
+        ctx.in_shape, ctx.k, ctx.s, ctx.p = x.shape, k, s, p
+        ctx.channels_inner = x.stride(1) == 1 or x.shape[1] == 1  # a conv's output: [B, L, C] in memory
+        return conv_rows(x, k, s, p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (b, c, length), k, s, p = ctx.in_shape, ctx.k, ctx.s, ctx.p
+        taps = grad.view(b, -1, k, c)  # [B, L_out, k, C]
+        out = grad.new_zeros(b, length + 2 * p, c)
+        span = s * (taps.shape[1] - 1) + 1
+        for j in reversed(range(k)):
+            out[:, j:j + span:s] += taps[:, :, j]
+        out = out[:, p:p + length].transpose(1, 2)
+        # in the input's own memory layout, so that the activation's backward before this layer reads its two
+        # operands in one order (mixed layouts made it 3x slower)
+        return (out if ctx.channels_inner else out.contiguous()), None, None, None
+
+
+class UnfoldConv1d(nn.Module):
+    """Conv1d as unfold + matmul, with the parameters of the Conv1d it replaces (same names).
+
+    Under vmap, ``F.conv1d`` with stacked weights becomes one grouped convolution, which oneDNN runs slowly
+    on CPU; unfold + batched matmul is about 1.5× faster there. Same arithmetic up to summation order.
+    """
+
+    def __init__(self, conv: nn.Conv1d | UnfoldConv1d):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding  # Conv1d's names
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x):  # x [B, C, L]
+        (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
+        y = conv_rows(x, k, s, p) @ _conv_weight(self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(len(x), -1, y.shape[-1]).transpose(1, 2)
+
+
+class FoldedConv1d(UnfoldConv1d):
+    """:class:`UnfoldConv1d` for the members' rows folded into one batch, ``[K*B, C, L]``: one batched matmul of
+    each member's receptive-field rows with its weights, the ops vmap runs for UnfoldConv1d (bit for bit)."""
+
+    def forward(self, x):  # x [K*B, C, L]
+        K, (k,), (s,), (p,) = len(self.weight), self.kernel_size, self.stride, self.padding
+        rows = ConvRows.apply(x, k, s, p)  # [K*B*L_out, k*C]
+        y = torch.bmm(rows.view(K, -1, rows.shape[-1]), _conv_weight(self.weight))
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(len(x), -1, y.shape[-1]).transpose(1, 2)
+
+
+def convertible_conv(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv1d and m.groups == 1 and m.dilation == (1,) and m.padding_mode == "zeros"
+            and isinstance(m.padding, tuple))
+
+
+class FoldedLinear(nn.Module):
+    """nn.Linear for the members' rows folded into one batch, ``[K*B, ..., in]``: one batched matmul with each
+    member's weights (same parameter names). Without vmap's batching of every op, the forward and backward
+    of a 16-member MNIST-1D MLP step take about 1.9 ms instead of 2.4-2.8 ms on this project's CPU (a whole
+    stacked epoch, optimizer and data included, about 8% less). The bias is added after the matmul, as vmap's
+    lowering of F.linear does, so the results are vmap's bit for bit (a test checks)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight, self.bias = linear.weight, linear.bias
+
+    def forward(self, x):
+        K = len(self.weight)
+        rows = x.reshape(K, -1, x.shape[-1])
+        y = torch.bmm(rows, self.weight.transpose(1, 2))
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+def _per_channel(rows: torch.Tensor, length: int) -> torch.Tensor:
+    """``[K, B, L*C]`` (channels inner) → the sum over B and L, ``[K, C]``."""
+    return rows.sum(1).view(len(rows), length, -1).sum(1)
+
+
+def _along(v: torch.Tensor, length: int) -> torch.Tensor:
+    """Per-channel values ``[..., K, C]`` repeated along L: ``[..., K, 1, L*C]``, to broadcast over ``[K, B, L*C]``."""
+    return v.unsqueeze(-2).expand(*v.shape[:-1], length, v.shape[-1]).flatten(-2).unsqueeze(-2)
+
+
+class _BatchNormRows(torch.autograd.Function):
+    """Training-mode batch normalization of each member's rows, ``x [K, B, L*C]`` (a convolution's output, channels
+    inner) with per-member ``weight``, ``bias`` ``[K, C]``: statistics over B and L, per member and channel.
+
+    Written out (two-pass variance, the backward from the centred input) instead of ``F.batch_norm`` over the
+    members' channels side by side: that needs the member axis moved into the channels and back (four copies
+    a layer, forward and backward), and its CPU kernel is slow for these shapes. A per-channel vector is
+    repeated along L, so every elementwise op runs over rows of L*C contiguous values. Returns the output and
+    the batch's mean and (biased) variance ``[K, C]`` for the running statistics."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, length):
+        n = x.shape[1] * length
+
+        mean = _per_channel(x, length).div_(n)
+        centred = x - _along(mean, length)
+        var = _per_channel(centred.square(), length).div_(n)
+        rstd = (var + eps).rsqrt_()
+        scale = weight * rstd
+        ctx.save_for_backward(centred, rstd, scale)
+        ctx.length = length
+        return torch.addcmul(_along(bias, length), centred, _along(scale, length)), mean, var
+
+    @staticmethod
+    def backward(ctx, grad, _mean, _var):
+        centred, rstd, scale = ctx.saved_tensors
+        length = ctx.length
+        n = centred.shape[1] * length
+
+        grad_bias = _per_channel(grad, length)
+        grad_weight = _per_channel(grad * centred, length).mul_(rstd)  # the sum of grad · x̂
+        # dx = scale · (grad − mean(grad) − x̂ · mean(grad · x̂)), with x̂ = centred · rstd
+        shift, slope = _along(torch.stack([grad_bias, grad_weight * rstd]) * (scale / -n), length)
+        return torch.addcmul(shift, centred, slope).addcmul_(grad, _along(scale, length)), grad_weight, grad_bias, None, None
+
+
+class FoldedBatchNorm(nn.Module):
+    """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]`` (channels inner, a folded
+    convolution's output): each member's statistics over its own rows, with its own affine parameters and running
+    statistics (:class:`_BatchNormRows`). The sums run in another order than vmap's, so the results agree with it
+    to float rounding, not bit for bit. An 8-member BatchNorm cnn1d layer (zhang2017_table1's first) takes about
+    0.9 ms forward and backward against 1.2-1.5 ms through ``F.batch_norm`` over ``[B*L, K*C]`` (and 136-145 ms
+    an epoch under vmap against 92-97 ms folded that way). (The models' BatchNorm: affine, running statistics
+    with a momentum; :func:`conv_norms` folds no other.)"""
+
+    def __init__(self, bn: nn.BatchNorm1d, members: int):
+        super().__init__()
+        self.K, self.eps, self.momentum = members, bn.eps, bn.momentum
+        # [K, C] each ([K] for the count) once bound to the members' stacked tensors
+        self.weight, self.bias = bn.weight, bn.bias
+        self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+
+    def forward(self, x):  # x [K*B, C, L]
+        K, C, L = self.K, x.shape[1], x.shape[2]
+        rows = x.transpose(1, 2).reshape(K, -1, L * C)  # no copy for a convolution's output
+        if not self.training:
+            scale = self.weight * (self.running_var + self.eps).rsqrt()
+            y = torch.addcmul(_along(self.bias - self.running_mean * scale, L), rows, _along(scale, L))
+        else:
+            y, mean, var = _BatchNormRows.apply(rows, self.weight, self.bias, self.eps, L)
+            with torch.no_grad():  # as nn.BatchNorm1d: the momentum's update, the unbiased variance
+                n = rows.shape[1] * L
+                self.num_batches_tracked.add_(1)
+                self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+                self.running_var.mul_(1 - self.momentum).add_(var * (n / (n - 1)), alpha=self.momentum)
+        return y.view(-1, L, C).transpose(1, 2)  # [K*B, C, L], channels inner
+
+
+# Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
+# members' rows folded into one batch (the dropout and noise slots are MaskLayers by then).
+_ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, MaskLayer)
+
+
+def foldable(template: nn.Module, buffer_names: list[str], conv_norms: set[str]) -> bool:
+    """Whether a template can train without vmap, its members' rows folded into one batch: the model says its
+    own forward treats each row alone (``rows_independent``) but for its BatchNorm layers, every BatchNorm is
+    one of ``conv_norms`` (a BatchNorm1d after a convolution, whose statistics :class:`FoldedBatchNorm`
+    keeps per member) and holds the only buffers, and every other layer is a plain Linear, a Conv1d made
+    UnfoldConv1d (on a CPU), a Flatten that keeps dim 0, or one of _ROWWISE.
+
+    A BatchNorm after a Linear stays under vmap: folded, an MLP's step gains about 10% and its weight
+    gradients change at float rounding, which would move the numbers measured for the MLP BatchNorm studies."""
+    if not getattr(type(template), "rows_independent", False):
+        return False
+    modules = list(template.named_modules())[1:]
+    norms = {path for path, m in modules if type(m) is nn.BatchNorm1d}
+    if not norms <= conv_norms or any(name.rpartition(".")[0] not in norms for name in buffer_names):
+        return False
+    return all(type(m) in _ROWWISE or type(m) in (nn.Linear, UnfoldConv1d, nn.BatchNorm1d)
+               or (type(m) is nn.Flatten and m.start_dim >= 1) for _, m in modules)
+
+
+def conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+    """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]`` (after a convolution),
+    of the kind the models build: affine, with running statistics and a momentum."""
+    paths = [path for path, m in model.named_modules()
+             if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None]
+    if not paths:
+        return set()
+    return {path for path, shape in input_shapes(model, (2, *input_shape), paths) if len(shape) == 3}
+
+
+def input_shapes(model: nn.Module, batch: tuple[int, ...], paths) -> list[tuple[str, tuple]]:
+    """(path, input shape) of each of the submodules ``paths`` of ``model`` (on the meta device), in the order a
+    forward pass on a ``batch``-shaped input calls them."""
+    calls, handles = [], []
+    for path in paths:
+        handles.append(model.get_submodule(path).register_forward_pre_hook(
+            lambda mod, args, path=path: calls.append((path, tuple(args[0].shape)))))
+    try:
+        with torch.no_grad():
+            model(torch.empty(batch, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def attribute_slots(template: nn.Module, names: list[str]) -> list[tuple[nn.Module, str, str]]:
+    """(module, attribute, full name) of each named parameter or buffer of ``template``, unregistered there, so that
+    a forward pass can set them as plain attributes (the members' stacked views and masks of the step)."""
+    slots = []
+    for name in names:
+        path, _, attr = name.rpartition(".")
+        module = template.get_submodule(path)
+        delattr(module, attr)  # nn.Module's own unregistering (a mask buffer also leaves the non-persistent set)
+        slots.append((module, attr, name))
+    return slots
+
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)

@@ -1,0 +1,245 @@
+"""Train configurations as stacks, each member its own run: built as a solo run is, then epochs of its
+stack, with per-member early stopping, divergence, best checkpoint, checkpoints, test evaluation, result
+and tracker run."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from regbench import build, checkpoint, rundir
+from regbench import train as solo
+from regbench.config import run_id, to_container, to_yaml
+from regbench.files import append_jsonl, write_atomic, write_json, write_jsonl
+from regbench.stack.engine import Member, Stack
+from regbench.stack.grouping import max_stack_size, stack_keys
+
+log = logging.getLogger("regbench")
+
+
+def check_same_key(cfgs: list[DictConfig]) -> None:
+    keys = set()
+    for cfg, (key, why) in zip(cfgs, stack_keys(cfgs)):
+        if key is None:
+            raise ValueError(f"seed={cfg.seed}: cannot train stacked: {why}")
+        keys.add(key)
+    if len(keys) > 1:
+        raise ValueError("configurations of one stack must share one stack_key (network shape, data shapes, "
+                         f"batch size, epochs, optimizer apart from lr); got {len(keys)} keys")
+
+
+def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict]:
+    """Train configurations that share a :func:`stack_key` together, each in its run dir; their results.
+
+    Each member writes exactly what ``regbench.train.train(cfg, run_dir)`` writes (config.yaml,
+    metrics.jsonl, result.json with ``"stacked": K``, checkpoints/last.pt and best.pt in the solo format),
+    and resumes from its own last.pt; members already completed or diverged are skipped as solo skips
+    them. More members than fit in one stack (:func:`max_stack_size`) are trained as several stacks.
+    Locking the run dirs (``rundir.hold``) is the caller's job, as for ``train``.
+    """
+    if len(cfgs) != len(run_dirs):
+        raise ValueError(f"{len(cfgs)} configs but {len(run_dirs)} run dirs")
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(set(map(str, run_dirs))) != len(run_dirs):
+        raise ValueError("two members of a stack share a run dir")
+    if not cfgs:
+        return []
+    check_same_key(cfgs)
+    results: list[dict | None] = [None] * len(cfgs)
+    todo = []
+    for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
+        rid = run_id(cfg)
+        rundir.check_identity(run_dir, rid)
+        previous = rundir.finished_result(run_dir, rid, cfg.resume)
+        if previous:
+            log.info("%s: already %s, not retrained", run_dir, previous["status"])
+            results[i] = {**previous, "skipped": True}
+        else:
+            todo.append(i)
+    if todo:
+        first = build_member(cfgs[todo[0]], run_dirs[todo[0]])
+        size = max_stack_size(sum(p.numel() for p in first.run.model.parameters()),
+                              _activations(first), first.run.data.x_train.device)
+        built = {todo[0]: first}
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            members = []
+            for i in chunk:
+                members.append(built.pop(i, None) or build_member(cfgs[i], run_dirs[i]))
+                share_data(members)
+            for i, result in zip(chunk, _train_members(members)):
+                results[i] = result
+    return results
+
+
+def share_data(members: list[Member]) -> None:
+    """The newest member uses an earlier member's data tensors where they are equal (one copy in memory)."""
+    new = members[-1].run.data
+    for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        mine = getattr(new, split)
+        for other in members[:-1]:
+            theirs = getattr(other.run.data, split)
+            if theirs.shape == mine.shape and torch.equal(theirs, mine):
+                setattr(new, split, theirs)
+                break
+
+
+def _activations(member: Member) -> int:
+    """Activation values of one member's training batch (outputs of every leaf module), for the memory budget."""
+    total = [0]
+    model = copy.deepcopy(member.run.model).to("meta")
+    hooks = [m.register_forward_hook(lambda mod, a, out: total.__setitem__(0, total[0] + out.numel()))
+             for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model(torch.empty(member.run.batch_size, *member.run.data.input_shape, device="meta"))
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def build_member(cfg: DictConfig, run_dir: Path) -> Member:
+    """A member exactly as solo ``train`` starts: build_run under its seed, then its checkpoint if any."""
+    rid = run_id(cfg)
+    run = solo.build_run(cfg, run_dir)
+    rng = checkpoint.rng_state()  # what a solo run's generators hold when its first epoch starts
+    if cfg.resume and run.last_path.exists():
+        state = solo.resume(run)
+        rng = checkpoint.rng_state()  # resume() restored the checkpoint's generators
+    else:
+        state = solo.RunState(rid)
+    if state.run_id != rid:
+        raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
+                                    f"this one is {rid}); choose another hydra.run.dir or remove that folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / solo.CONFIG_FILE, to_yaml(to_container(cfg)))
+    write_jsonl(run_dir / solo.METRICS_FILE, state.history)
+    for reg in run.regs:
+        log.info("%s: regularizer %s", run_dir.name, reg.describe())
+    state.logger_id = None  # trackers are opened when the member ends (one W&B run per process at a time)
+    return Member(run, state, rng)
+
+
+def _train_members(members: list[Member]) -> list[dict]:
+    K = len(members)
+    log.info("training %d runs stacked: %s", K, ", ".join(m.run.run_dir.name for m in members))
+    now = time.perf_counter()
+    for m in members:
+        m.wall_start = now - m.state.wall_seconds
+    stack: Stack | None = None
+    try:
+        while True:
+            active = [m for m in members if not m.done and m.result is None]
+            for m in members:
+                if m.done and m.result is None:
+                    _finish(m, K)
+            if not active:
+                break
+            epoch = min(m.state.epoch for m in active)
+            group = [m for m in active if m.state.epoch == epoch]
+            if stack is None or [id(m) for m in stack.members] != [id(m) for m in group]:
+                if stack is not None:
+                    stack.write_back()
+                stack = Stack(group)
+            epoch_start = time.perf_counter()
+            running = stack.train_epoch().tolist()
+            seconds = time.perf_counter() - epoch_start
+            rows = _evaluate_and_select(stack, running)
+            for m, row in zip(group, rows):
+                m.state.train_seconds += seconds
+                row["seconds"] = round(time.perf_counter() - m.wall_start, 3)
+                m.state.history.append(solo._finite(row))
+                m.state.wall_seconds = time.perf_counter() - m.wall_start
+            # All members checkpoint together when one is due (after epoch 1, at its end, every checkpoint_every_s),
+            # so that after a kill they resume at one epoch and train on as one stack.
+            save = any(solo.checkpoint_due(m.run, m.state) for m in group)
+            if save:
+                stack.write_back()
+                _save_checkpoints(group)
+            for m in group:
+                append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
+                log.info("%s: %s", m.run.run_dir.name, solo._format_row(m.state.history[-1], m.run.trainer.max_epochs),
+                         extra={"epoch_line": True})
+    except BaseException as e:
+        for m in members:
+            if m.result is None:
+                _open_logger(m, {"status": "failed", "run_id": m.state.run_id, "error": f"{type(e).__name__}: {e}"})
+        raise
+    return [m.result for m in members]
+
+
+def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
+    """Solo's ``evaluate_and_select`` for every member of the stack, with one batched evaluation per split."""
+    members = stack.members
+    rows = [{"epoch": m.state.epoch, "step": m.state.step, "train_loss": None, "train_acc": None,
+             "val_loss": None, "val_acc": None, "lr": m.run.optimizer.param_groups[0]["lr"]} for m in members]
+    due = solo.train_eval_due(members[0].run.trainer, members[0].state.epoch)  # one epoch and cadence in a stack
+    (val_loss, val_acc), *train = stack.evaluate("val", *(["train_eval"] if due else []))
+    need_weights = False
+    best, with_train = [], []
+    for k, (m, row) in enumerate(zip(members, rows)):
+        if not math.isfinite(running[k]):
+            m.state.status = "diverged"
+            log.warning("%s: epoch %d: training loss is not finite: diverged", m.run.run_dir.name, m.state.epoch)
+            best.append(False)
+            continue
+        row["val_loss"], row["val_acc"] = val_loss[k], val_acc[k]
+        stopper = m.run.stopper
+        improved = stopper.update(row[stopper.monitor], m.state.epoch)
+        best.append(improved)
+        need_weights |= improved
+        if stopper.should_stop:
+            m.state.status = "stopped"
+            log.info("%s: early stopping at epoch %d: best %s at epoch %d", m.run.run_dir.name, m.state.epoch,
+                     stopper.monitor, stopper.best_epoch)
+        if due or stopper.should_stop:  # as solo: the cadence's epochs and a member's last row
+            with_train.append(k)
+    if with_train:
+        (train_loss, train_acc), = train if due else stack.evaluate("train_eval")
+        for k in with_train:
+            rows[k]["train_loss"], rows[k]["train_acc"] = train_loss[k], train_acc[k]
+    if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
+        stack.write_back(optimizer=False)
+        for m, improved in zip(members, best):
+            if improved:
+                m.run.best = solo.best_snapshot(m.run, m.state.epoch)
+    return rows
+
+
+def _save_checkpoints(members: list[Member]) -> None:
+    """Solo's checkpoint files (best.pt if due, then last.pt) of every member, each with its own generators as
+    ``rng``, written together: a kill leaves all members at the old epoch or all at the new one (but for the
+    renames themselves), so they resume as one stack and end as an uninterrupted run would."""
+    files = []
+    for m in members:
+        checkpoint.set_rng_state(m.rng)  # what solo's checkpoint records is the global state: make it the member's
+        files += solo.checkpoint_files(m.run, m.state)
+    checkpoint.save_all(files)
+
+
+def _finish(m: Member, K: int) -> None:
+    """Solo's ``finish`` (test evaluation of the selected checkpoint, result.json), plus ``"stacked": K``."""
+    result = solo.finish(m.run, m.state)
+    result["stacked"] = K
+    m.result = _open_logger(m, result)
+    write_json(m.run.run_dir / rundir.RESULT_FILE, m.result)
+
+
+def _open_logger(m: Member, result: dict) -> dict:
+    """The member's tracker run: opened now, given the member's history and its result, then finished."""
+    cfg = m.cfg
+    logger = build.build_logger(cfg.logger)
+    try:
+        logger.start(run_dir=m.run.run_dir, config=to_container(cfg), group=cfg.name, name=m.run.run_dir.name,
+                     tags=[r.name for r in m.run.regs] or ["baseline"], resume_id=None)
+        result = {**result, "logger_id": logger.run_id}
+        for row in m.state.history:
+            logger.log(row)
+    finally:
+        logger.finish(result)
+    return result
