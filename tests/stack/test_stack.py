@@ -21,7 +21,7 @@ from helpers import REPO, compose, read_metrics, read_result
 
 from regbench import checkpoint
 from regbench import stack as S
-from regbench.stack.engine import Stack
+from regbench.stack.engine import EVAL_ROWS_CPU, Stack
 from regbench.stack.folded import ConvRows, conv_rows
 from regbench.stack.loop import build_member
 from regbench import train as solo
@@ -112,7 +112,10 @@ def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tm
     splits = ("train_eval", "val")
     batch = configs[0].trainer.eval_batch_size
     batched = folded and model == "cnn1d"  # a CPU evaluates a folded CNN batched, any other stack member by member
-    expected = [stack._evaluate_batched(split, batch) for split in splits] if batched else stack._evaluate_each(splits, batch)
+    if batched:  # on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
+        expected = [stack._evaluate_batched(split, min(batch, EVAL_ROWS_CPU // 3)) for split in splits]
+    else:
+        expected = stack._evaluate_each(splits, batch)
     assert stack.evaluate(*splits) == expected
     for split, each in zip(splits, stack._evaluate_each(splits, 64), strict=True):
         for a, b in zip(each, stack._evaluate_batched(split, 64), strict=True):
