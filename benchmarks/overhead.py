@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from regbench import build
 from regbench.config import compose
-from regbench.train import evaluate, train
+from regbench.train import evaluate, flush_denormals, train
 
 
 def bare_loop(cfg, epochs: int) -> tuple[float, float, int]:
@@ -121,6 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    flush_denormals()  # as `regbench run` does, before torch's threads start: both loops under the same arithmetic
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.epochs} epochs, median of {args.repeats} interleaved pairs")
     print(f"{'model':8} {'bare steps/s':>13} {'regbench steps/s':>17} {'ratio':>6}   {'bare wall s':>11} {'regbench wall s':>15} {'ratio':>6}")
     for model in args.models.split(","):

@@ -76,7 +76,12 @@ def parse_run_args(argv: list[str]) -> RunArgs:
 
 
 def run(argv: list[str]) -> int:
-    return launch(parse_run_args(argv))
+    args = parse_run_args(argv)
+    if not args.info:
+        from regbench.train import flush_denormals
+
+        flush_denormals()  # before anything starts torch's CPU threads, so that they inherit it
+    return launch(args)
 
 
 def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:

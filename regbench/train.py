@@ -265,6 +265,18 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
+@functools.cache
+def flush_denormals() -> None:
+    """Once per process, before torch starts its CPU threads (they inherit the setting, later calls reach only
+    the calling thread): subnormal floats are flushed to zero on the CPU, as TensorFlow does by default. Once a
+    network fits its training set, many gradients are exactly zero and Adam's first moments decay towards zero
+    by β₁ each step, into the subnormal range, where every arithmetic op on them takes a slow microcode path:
+    after 60 epochs of a 16-member MNIST-1D MLP stack, 18% of them were subnormal and an epoch took 105 instead
+    of 76 ms. Their share of an update is far below a weight's last bit, so results stay the same (the studies'
+    sweeps checked, see README). CUDA and MPS are unaffected."""
+    torch.set_flush_denormal(True)
+
+
 def build_run(cfg: DictConfig, run_dir: Path) -> Run:
     """Device, data, regularizers, model, optimizer, schedule and early stopping, seeded as a solo run is."""
     t = cfg.trainer
@@ -280,6 +292,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
         torch.utils.deterministic.fill_uninitialized_memory = False
 
     _keep_freed_memory()
+    flush_denormals()
 
     checkpoint.seed_everything(cfg.seed)
     data = build.build_data(cfg.dataset, cfg.seed).to(device)
