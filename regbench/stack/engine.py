@@ -414,26 +414,32 @@ class Stack:
     # ----- evaluation
     @torch.no_grad()
     def evaluate(self, *splits: str) -> list[tuple[list[float], list[float]]]:
-        """Every member's mean cross-entropy and accuracy on each split, in eval mode (solo's ``evaluate``):
-        batched, but on a CPU one member after another (see :meth:`_evaluate_each`) unless the stack is a folded
-        convolutional one. Batched through the folded convolutions, an 8-member cnn1d stack's validation split
-        takes 5.4-6.2 ms against 10.2-10.4 ms on this project's CPU, and agrees with the members' solo
-        evaluation to float rounding (another convolution kernel); an MLP stack would gain little (1.4 against
-        3.0 ms an epoch) and keeps solo's numbers bit for bit.
+        """Every member's mean cross-entropy and accuracy on each split, in eval mode (solo's ``evaluate``),
+        batched. On a CPU:
 
-        On a CPU the batched evaluation takes at most :data:`EVAL_ROWS_CPU` rows of all members at a time, so
-        that a layer's activations stay in cache: an 18-member cnn1d stack's validation and training subsets
-        (399 and 1,000 examples each) take 41-45 ms instead of 54-60 ms in batches of 2,000 a member. The
-        accuracies are the same; a loss can change in its last bits (another order of summation)."""
+        - a folded MLP stack runs all members' rows through its batched matmuls in solo's chunks and sums each
+          member's loss as solo does, so its numbers are each member's solo evaluation bit for bit (a batched
+          matmul plus bias gives ``F.linear``'s bits here; a test checks): a 16-member MNIST-1D MLP stack's
+          validation split takes 3.2-3.5 ms instead of 7.2 ms member by member;
+        - a folded CNN stack takes at most :data:`EVAL_ROWS_CPU` rows of all members at a time, so that a
+          layer's activations stay in cache (an 18-member cnn1d stack's validation and training subsets, 399
+          and 1,000 examples each, take 41-45 ms instead of 54-60 ms in batches of 2,000 a member; 8 members'
+          validation split 5.4-6.2 ms instead of 10.2-10.4 ms member by member); the accuracies are solo's, a
+          loss can differ in its last bits (another convolution kernel, another order of summation);
+        - a stack under vmap evaluates one member after another (:meth:`_evaluate_each`)."""
         batch = self.members[0].run.trainer.eval_batch_size
-        if self.device.type == "cpu" and not self.folded_conv:
+        if self.device.type != "cpu":
+            return [self._evaluate_batched(split, batch) for split in splits]
+        if not self.folded:
             return self._evaluate_each(splits, batch)
-        if self.device.type == "cpu":
-            batch = min(batch, max(1, EVAL_ROWS_CPU // self.K))
-        return [self._evaluate_batched(split, batch) for split in splits]
+        if self.folded_conv:
+            return [self._evaluate_batched(split, min(batch, max(1, EVAL_ROWS_CPU // self.K))) for split in splits]
+        return [self._evaluate_batched(split, batch, solo_sums=True) for split in splits]
 
     @torch.no_grad()
-    def _evaluate_batched(self, split: str, batch: int) -> tuple[list[float], list[float]]:
+    def _evaluate_batched(self, split: str, batch: int, solo_sums: bool = False) -> tuple[list[float], list[float]]:
+        """All members at once, ``batch`` rows of each at a time. With ``solo_sums`` each member's loss is summed
+        as solo's ``evaluate_splits`` sums it (float32 per chunk, divided in double)."""
         x_table, x_index, x_shared = self.data[f"x_{split}"]
         y_table, y_index, y_shared = self.data[f"y_{split}"]
         n = x_table.shape[1]
@@ -448,10 +454,14 @@ class Stack:
                 logits = self._forward_each(tensors, x_table[x_index, i:i + batch])
             y = y_table[0, i:i + batch].expand(self.K, -1) if y_shared else y_table[y_index, i:i + batch]
             K, b = y.shape
-            loss_sum += F.cross_entropy(logits.float().reshape(K * b, -1), y.reshape(-1), reduction="none").view(K, b).sum(1)
+            if solo_sums:
+                loss_sum += torch.stack([F.cross_entropy(out, t, reduction="sum") for out, t in zip(logits.float(), y)])
+            else:
+                loss_sum += F.cross_entropy(logits.float().reshape(K * b, -1), y.reshape(-1), reduction="none").view(K, b).sum(1)
             correct += (logits.argmax(-1) == y).sum(1)
         self.template.train()
-        return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+        losses = [v / n for v in loss_sum.double().tolist()] if solo_sums else (loss_sum / n).tolist()
+        return losses, (correct.double() / n).tolist()
 
     @torch.no_grad()
     def _evaluate_each(self, splits: tuple[str, ...], batch: int) -> list[tuple[list[float], list[float]]]:

@@ -102,21 +102,22 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     ("cnn1d", "[layernorm,dropout]", False), ("cnn1d", "[batchnorm,dropout]", True), ("cnn1d", "[dropout]", True),
     ("mlp", "[batchnorm,dropout]", False), ("mlp", "[dropout]", True)])
 def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tmp_path):
-    """A stack evaluates batched, but on a CPU one member after another unless it is a folded CNN: both paths run here,
-    for stacks under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included),
-    and agree to float rounding."""
+    """A stack evaluates batched, but on a CPU one member after another under vmap: both paths run here, for stacks
+    under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included), and agree
+    to float rounding. A folded MLP's batched evaluation gives each member's solo numbers bit for bit."""
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = Stack([build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
     assert stack.folded == folded
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
     splits = ("train_eval", "val")
     batch = configs[0].trainer.eval_batch_size
-    batched = folded and model == "cnn1d"  # a CPU evaluates a folded CNN batched, any other stack member by member
-    if batched:  # on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
+    if folded and model == "cnn1d":  # on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
         expected = [stack._evaluate_batched(split, min(batch, EVAL_ROWS_CPU // 3)) for split in splits]
-    else:
+    else:  # member by member under vmap; a folded MLP batched, with solo's numbers
         expected = stack._evaluate_each(splits, batch)
     assert stack.evaluate(*splits) == expected
+    if folded and model == "mlp":
+        assert [stack._evaluate_batched(split, batch, solo_sums=True) for split in splits] == expected
     for split, each in zip(splits, stack._evaluate_each(splits, 64), strict=True):
         for a, b in zip(each, stack._evaluate_batched(split, 64), strict=True):
             assert a == pytest.approx(b, rel=1e-5)
