@@ -420,7 +420,7 @@ class Stack:
         - a folded MLP stack runs all members' rows through its batched matmuls in solo's chunks and sums each
           member's loss as solo does, so its numbers are each member's solo evaluation bit for bit (a batched
           matmul plus bias gives ``F.linear``'s bits here; a test checks): a 16-member MNIST-1D MLP stack's
-          validation split takes 3.2-3.5 ms instead of 7.2 ms member by member;
+          validation split takes 3.2-3.4 ms instead of 6.4-7.2 ms member by member;
         - a folded CNN stack takes at most :data:`EVAL_ROWS_CPU` rows of all members at a time, so that a
           layer's activations stay in cache (an 18-member cnn1d stack's validation and training subsets, 399
           and 1,000 examples each, take 41-45 ms instead of 54-60 ms in batches of 2,000 a member; 8 members'
