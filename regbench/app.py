@@ -179,7 +179,8 @@ def _stack_member(run_dir: Path, members: list[dict]) -> dict:
         else:
             log.info("trained in the stack of %d led by %s: %s", len(members), leader, result["status"])
         return result
-    log.info("trained in the stack of %d led by %s", len(members), leader)
+    log.info("in the stack of %d led by %s, which trains it: no result yet (the leader is at it in another process, "
+             "or was stopped before this member ended)", len(members), leader)
     return {"status": "stacked", "leader": leader}
 
 

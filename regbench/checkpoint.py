@@ -27,18 +27,19 @@ def load(path: Path, map_location="cpu"):
     import pickle
     import zipfile
 
-    from regbench.errors import CHECKPOINT_CHOICES, DamagedFile
+    from regbench.errors import BEST_CHOICES, CHECKPOINT_CHOICES, DamagedFile
 
+    choices = BEST_CHOICES if Path(path).name == "best.pt" else CHECKPOINT_CHOICES
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower() and zipfile.is_zipfile(path):  # a whole file, refused
             raise DamagedFile(path, "holds objects a regbench checkpoint never holds (code, or a regbench 0.1 checkpoint) "
-                                    "and is not loaded", "start again with resume=false, or remove it") from None
-        raise DamagedFile(path, "is damaged (not a checkpoint: cut off or overwritten)", CHECKPOINT_CHOICES) from None
+                                    "and is not loaded", "move it away to train that run anew") from None
+        raise DamagedFile(path, "is damaged (not a checkpoint: cut off or overwritten)", choices) from None
     except Exception as e:  # random bytes make the unpickler fail in many ways (EOFError, IndexError, …)
         reason = "is empty" if Path(path).exists() and Path(path).stat().st_size == 0 else f"is damaged ({_first_line(e)})"
-        raise DamagedFile(path, reason, CHECKPOINT_CHOICES) from None
+        raise DamagedFile(path, reason, choices) from None
 
 
 def _first_line(e: Exception) -> str:

@@ -17,12 +17,18 @@ class DamagedFile(UserError):
         super().__init__(f"{path} {reason}" + (f"; {choices}" if choices else ""))
 
 
-#: What a damaged ``result.json`` leaves a user to choose from.
-RESULT_CHOICES = "re-run with resume=false (that run is trained again and the file replaced), or move the file away"
+#: What a damaged ``result.json`` leaves a user to choose from. Only that run is touched: a sweep-wide override
+#: (resume=false) would retrain every run of the sweep, so the advice names the file instead.
+RESULT_CHOICES = ("move that file away and re-run the same command: only that run is finished again "
+                  "(from its checkpoint, or trained anew without one); every other result is kept")
 
-#: What a damaged ``last.pt`` leaves a user to choose from (nothing is deleted unasked).
-CHECKPOINT_CHOICES = ("resume from best.pt with resume=best (not exact), start again with resume=false "
-                      "(the damaged file is then replaced), or move the file away")
+#: What a damaged ``last.pt`` leaves a user to choose from (nothing is deleted unasked). ``resume=best`` is safe
+#: to apply to a whole sweep: finished runs are kept, and runs whose last.pt can be read resume from it exactly.
+CHECKPOINT_CHOICES = ("re-run with resume=best to continue that run from its best.pt (not exact; finished runs are "
+                      "kept and other runs resume from their own last.pt), or move the file away to train that run anew")
+
+#: What a damaged ``best.pt`` leaves: without it the run selects its last epoch.
+BEST_CHOICES = "move it away and re-run: that run then ends on its last epoch instead of its best"
 
 
 class DataNotFound(UserError):

@@ -60,11 +60,12 @@ def owner(run_dir: Path) -> str | None:
 
 def finished_result(run_dir: Path, rid: str, resume) -> dict | None:
     """The result of run ``rid`` if it already finished in ``run_dir`` and ``resume`` is on (nothing to train),
-    else None. A damaged ``result.json`` is one line naming the choices (with resume=false it is replaced)."""
+    else None. ``resume=best`` keeps finished runs too: it only changes where an unfinished run continues from.
+    A damaged ``result.json`` is one line naming the file to move away (with resume=false it is replaced)."""
     from regbench.errors import RESULT_CHOICES, DamagedFile
     from regbench.files import read_json
 
-    if resume is not True:
+    if resume not in (True, "best"):
         return None
     try:
         result = read_json(Path(run_dir) / RESULT_FILE)

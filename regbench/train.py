@@ -184,15 +184,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         return {**previous, "skipped": True}
 
     run = build_run(cfg, run_dir)
-    if cfg.resume == "best" and run.best_path.exists():
-        state = resume_from_best(run, rid)
-    elif cfg.resume and run.last_path.exists():
-        state = resume(run)
-    else:
-        state = RunState(rid)
-    if state.run_id != rid:  # the id file was removed, or the checkpoint was copied in from another run
-        raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
-                                    f"this one is {rid}); choose another hydra.run.dir or remove that folder")
+    state = start(run, rid)
     run_dir.mkdir(parents=True, exist_ok=True)
     container = to_container(cfg)
     write_atomic(run_dir / CONFIG_FILE, to_yaml(container))
@@ -328,6 +320,32 @@ def train_eval_subset(y_train: torch.Tensor, size: int | None, seed: int) -> tor
     return torch.from_numpy(idx)
 
 
+def start(run: Run, rid: str) -> RunState:
+    """Where run ``rid`` starts, solo or as a stack member: its checkpoint, or epoch 0.
+
+    ``resume=true`` continues from ``last.pt``; ``resume=best`` from ``last.pt`` where it can be read and from
+    ``best.pt`` where it cannot (so the advice for one damaged file can be followed for a whole sweep: no other
+    run rolls back); ``resume=false`` starts afresh. A checkpoint of another configuration is refused."""
+    from regbench.errors import DamagedFile
+
+    mode = run.cfg.resume
+    if mode and run.last_path.exists():
+        try:
+            state = resume(run)
+        except DamagedFile:
+            if mode != "best" or not run.best_path.exists():
+                raise
+            state = resume_from_best(run, rid)
+    elif mode == "best" and run.best_path.exists():
+        state = resume_from_best(run, rid)
+    else:
+        state = RunState(rid)
+    if state.run_id != rid:  # the id file was removed, or the checkpoint was copied in from another run
+        raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
+                                    f"this one is {rid}); choose another hydra.run.dir or remove that folder")
+    return state
+
+
 def resume(run: Run) -> RunState:
     """Restore every object and random generator from ``checkpoints/last.pt``."""
     ckpt = checkpoint.load(run.last_path, map_location=run.data.x_train.device)
@@ -347,7 +365,7 @@ def resume(run: Run) -> RunState:
 
 
 def resume_from_best(run: Run, rid: str) -> RunState:
-    """``resume=best``, for a damaged ``last.pt``: continue from the best checkpoint's weights at its epoch.
+    """``resume=best`` where ``last.pt`` is damaged or gone: continue from the best checkpoint's weights at its epoch.
 
     Not exact, unlike a resume from last.pt: best.pt holds the weights (and regularizer state) only, so
     the optimizer, the schedule and the random generators start afresh at that epoch.
@@ -481,6 +499,14 @@ def checkpoint_files(run: Run, state: RunState) -> list[tuple[dict, Path]]:
 
 def finish(run: Run, state: RunState) -> dict:
     """Evaluate the selected checkpoint once on every split (the test split only here) and write result.json."""
+    result = final_result(run, state)
+    write_json(run.run_dir / RESULT_FILE, result)
+    return result
+
+
+def final_result(run: Run, state: RunState) -> dict:
+    """The run's result: the selected checkpoint evaluated once on every split. Writes nothing (a stack member's
+    tracker run is finished before its result.json is written, so a kill never leaves a result without it)."""
     cfg, data = run.cfg, run.data
     diverged = state.status == "diverged"
     use_best = cfg.trainer.early_stopping.patience is not None and run.best_path.exists() and not diverged
@@ -522,7 +548,6 @@ def finish(run: Run, state: RunState) -> dict:
         "logger_id": state.logger_id,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(run.run_dir / RESULT_FILE, result)
     return result
 
 

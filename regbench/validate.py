@@ -79,12 +79,37 @@ def check_run_dir(run_dir: Path, cfg) -> dict | None:
     if result:
         return result
     _check_writable(run_dir)
-    resumed_from = {True: "last.pt", "best": "best.pt"}.get(cfg.resume)
-    if resumed_from and (run_dir / "checkpoints" / resumed_from).exists():
-        from regbench import checkpoint
-
-        checkpoint.load(run_dir / "checkpoints" / resumed_from)  # a damaged file is one line (DamagedFile) now, not later
+    if cfg.resume:
+        _check_checkpoint(run_dir, rid, cfg.resume)
     return None
+
+
+def _check_checkpoint(run_dir: Path, rid: str, mode) -> None:
+    """The checkpoint a run will resume from loads and is this configuration's: a damaged file, or one copied in
+    from another configuration, is one line now, before anything is written (:func:`regbench.train.start`
+    makes the same choice: resume=best takes best.pt only where last.pt cannot be read)."""
+    from regbench import checkpoint
+    from regbench.errors import DamagedFile
+
+    last, best = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if best.exists():
+        checkpoint.load(best)  # the run ends on it (or continues from it): damaged, it is one line now
+    if last.exists():
+        try:
+            held = checkpoint.load(last)["state"]["run_id"]
+        except DamagedFile as e:
+            if not best.exists():  # resume=best has nothing to continue from
+                raise DamagedFile(e.path, e.reason, "move it away to train that run anew") from None
+            if mode != "best":
+                raise
+            return
+        except (KeyError, TypeError):
+            raise DamagedFile(last, "holds no run state (not a regbench checkpoint)", "move it away to train that run anew") from None
+        if held != rid:
+            from regbench.rundir import RunDirConflict
+
+            raise RunDirConflict(f"{last} is a checkpoint of another configuration (run id {held}; this one is {rid}): "
+                                 "move it away, or remove that folder")
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -23,7 +23,7 @@ log = logging.getLogger("regbench.report")
 FORMATS = ("md", "html")
 WHY = {"running": "a job is training it now", "interrupted": "a checkpoint but no result: rerun the sweep command to resume it",
        "pending": "its folder exists, nothing saved yet",
-       "damaged": "its result.json cannot be read: re-run that job with resume=false, or move the file away"}
+       "damaged": "its result.json cannot be read: move the file away and re-run the sweep command (only that run is finished again)"}
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from regbench import build, checkpoint, rundir
 from regbench import train as solo
 from regbench.config import run_id, to_container, to_yaml
+from regbench.errors import UserError
 from regbench.files import append_jsonl, write_atomic, write_json, write_jsonl
 from regbench.stack.engine import Member, Stack
 from regbench.stack.grouping import max_stack_size, stack_keys
@@ -62,20 +63,38 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[di
             results[i] = {**previous, "skipped": True}
         else:
             todo.append(i)
-    if todo:
-        first = build_member(cfgs[todo[0]], run_dirs[todo[0]])
+    built = {}
+    for i in todo:  # a member refused (another configuration's checkpoint, a damaged one) leaves; its siblings train
+        try:
+            built[i] = build_member(cfgs[i], run_dirs[i])
+            break
+        except UserError as e:
+            results[i] = _refused(run_dirs[i], e)
+    if built:
+        (first,) = built.values()
         size = max_stack_size(sum(p.numel() for p in first.run.model.parameters()),
                               _activations(first), first.run.data.x_train.device)
-        built = {todo[0]: first}
-        for start in range(0, len(todo), size):
-            chunk = todo[start:start + size]
-            members = []
-            for i in chunk:
-                members.append(built.pop(i, None) or build_member(cfgs[i], run_dirs[i]))
+        todo = [i for i in todo if results[i] is None]
+        for begin in range(0, len(todo), size):
+            chunk, members = [], []
+            for i in todo[begin:begin + size]:
+                try:
+                    members.append(built.pop(i, None) or build_member(cfgs[i], run_dirs[i]))
+                except UserError as e:
+                    results[i] = _refused(run_dirs[i], e)
+                    continue
+                chunk.append(i)
                 share_data(members)
-            for i, result in zip(chunk, _train_members(members)):
+            for i, result in zip(chunk, _train_members(members) if members else []):
                 results[i] = result
     return results
+
+
+def _refused(run_dir: Path, e: Exception) -> dict:
+    """A member that cannot train (its folder holds another configuration, or a damaged checkpoint): nothing of
+    it is touched, and the stack trains without it."""
+    log.error("%s: refused, the stack trains without it: %s", run_dir.name, e)
+    return {"status": "refused", "error": str(e)}
 
 
 def share_data(members: list[Member]) -> None:
@@ -107,15 +126,8 @@ def build_member(cfg: DictConfig, run_dir: Path) -> Member:
     """A member exactly as solo ``train`` starts: build_run under its seed, then its checkpoint if any."""
     rid = run_id(cfg)
     run = solo.build_run(cfg, run_dir)
-    rng = checkpoint.rng_state()  # what a solo run's generators hold when its first epoch starts
-    if cfg.resume and run.last_path.exists():
-        state = solo.resume(run)
-        rng = checkpoint.rng_state()  # resume() restored the checkpoint's generators
-    else:
-        state = solo.RunState(rid)
-    if state.run_id != rid:
-        raise rundir.RunDirConflict(f"{run.last_path} is a checkpoint of another configuration (run id {state.run_id}; "
-                                    f"this one is {rid}); choose another hydra.run.dir or remove that folder")
+    state = solo.start(run, rid)
+    rng = checkpoint.rng_state()  # what a solo run's generators hold when its first epoch starts (a resume restored them)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / solo.CONFIG_FILE, to_yaml(to_container(cfg)))
     write_jsonl(run_dir / solo.METRICS_FILE, state.history)
@@ -223,8 +235,9 @@ def _save_checkpoints(members: list[Member]) -> None:
 
 
 def _finish(m: Member, K: int) -> None:
-    """Solo's ``finish`` (test evaluation of the selected checkpoint, result.json), plus ``"stacked": K``."""
-    result = solo.finish(m.run, m.state)
+    """Solo's ``finish`` (test evaluation of the selected checkpoint, result.json), plus ``"stacked": K``. The
+    tracker run is opened and finished first: result.json, written last, always names it (``logger_id``)."""
+    result = solo.final_result(m.run, m.state)
     result["stacked"] = K
     m.result = _open_logger(m, result)
     write_json(m.run.run_dir / rundir.RESULT_FILE, m.result)

@@ -255,8 +255,8 @@ def print_failures(runs: pd.DataFrame, console) -> None:
         console.print(f"  [red]failed[/red] {escape(row['run_dir'])}: {escape(error)} (traceback in its regbench.log)",
                       soft_wrap=True, highlight=False)
     for _, row in runs[runs["status"] == "damaged"].iterrows():
-        console.print(f"  [red]damaged[/red] {escape(row['error'])}: re-run that job with resume=false, or move the file "
-                      "away (nothing was deleted)", soft_wrap=True, highlight=False)
+        console.print(f"  [red]damaged[/red] {escape(row['error'])}: move the file away and re-run the "
+                      "sweep command: only that run is finished again (nothing was deleted)", soft_wrap=True, highlight=False)
     for _, row in runs[runs["status"] == "diverged"].iterrows():
         console.print(f"  [yellow]diverged[/yellow] {escape(row['run_dir'])}: the training loss became non-finite "
                       "(a result, not a failure)", soft_wrap=True, highlight=False)

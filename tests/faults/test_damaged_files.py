@@ -64,7 +64,7 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_and_never_run(killed_run,
 
     torch.save({"model": Payload(marker)}, run_dir / "checkpoints" / "last.pt")
     out = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    one_line(out, "last.pt", "is not loaded", "resume=false")
+    one_line(out, "last.pt", "is not loaded", "move it away")
     assert not marker.exists()  # the payload never ran
     assert (run_dir / "checkpoints" / "last.pt").exists()  # nothing deleted
 
@@ -77,7 +77,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_choices(damage
     last.write_bytes({"truncated": data[: len(data) // 2], "random bytes": os.urandom(4096), "empty": b""}[damage])
     damaged = last.read_bytes()
     out = run_cli(*LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    one_line(out, str(last), "resume=best", "resume=false")
+    one_line(out, str(last), "resume=best", "move the file away")
     assert last.read_bytes() == damaged  # nothing deleted or rewritten unasked
     if damage == "empty":  # the first choice offered works: continue from best.pt
         out = run_cli(*LONG, "resume=best", f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -111,8 +111,9 @@ def test_a_damaged_result_is_status_damaged_not_interrupted(run_sweep, tmp_path)
     assert damaged.read_text() == content  # never thrown away
     # Re-running the sweep refuses in one line, naming the file, before anything trains.
     again, _ = run_sweep("debug=tiny", "model=mlp", "seed=0,1")
-    one_line(again, str(damaged), reason, "resume=false")
-    # The choice it names: that job again with resume=false replaces the file with a real result.
+    one_line(again, str(damaged), reason, "move that file away")
+    # The choice it names: the file moved away, the same command finishes that run again (tests/faults/test_advice.py
+    # checks the other results stay as they were). resume=false, for that job alone, replaces it too.
     seed = "0" if "seed=0" in damaged.parent.name else "1"
     fixed, _ = run_sweep("debug=tiny", "model=mlp", f"seed={seed}", "resume=false")
     assert fixed.returncode == 0 and read_result(damaged.parent)["status"] == "completed"
