@@ -56,8 +56,12 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[di
     todo = []
     for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
         rid = run_id(cfg)
-        rundir.check_identity(run_dir, rid)
-        previous = rundir.finished_result(run_dir, rid, cfg.resume)
+        try:
+            rundir.check_identity(run_dir, rid)
+            previous = rundir.finished_result(run_dir, rid, cfg.resume)
+        except UserError as e:
+            results[i] = _refused(run_dir, e)
+            continue
         if previous:
             log.info("%s: already %s, not retrained", run_dir, previous["status"])
             results[i] = {**previous, "skipped": True}
