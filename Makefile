@@ -11,13 +11,13 @@ endif
 
 .PHONY: install help lint run test test-slow test-all bench clean
 
-install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test and launcher extras (what `make` alone does)
+install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test, launcher and tracker extras (what `make` alone does)
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test,launchers]"
+	$(PY) -m pip install -q -e ".[test,launchers,trackers]"
 	touch $@
 
 help:  ## list the targets

@@ -223,13 +223,38 @@ def build_schedule(cfg_sched: DictConfig) -> Schedule:
     return schedule
 
 
-def build_logger(cfg_logger: DictConfig):
-    """The tracker of ``logger=<name>``: an object with start, log and finish (regbench.loggers)."""
+def build_logger(cfg_logger: DictConfig | None):
+    """The trackers of ``logger=[a,b]`` (``logger.<name>`` nodes; ``logger.tags`` is every tracker's) as one
+    :class:`regbench.loggers.Trackers`, which has start, run_id, log and finish. A node with its own ``_target_``
+    (the single-logger shape of regbench 0.1, or a user's own file in that shape) is one tracker, ``logger``."""
+    from regbench.loggers import Trackers
+
+    node = cfg_logger if cfg_logger is not None else {}
+    tags = node.get("tags") or []
+    if OmegaConf.is_config(tags):
+        tags = OmegaConf.to_container(tags, resolve=True)
+    if "_target_" in node:
+        selected = {"logger": OmegaConf.create({k: v for k, v in node.items() if k != "tags"})}
+    else:
+        selected = {name: sub for name, sub in node.items() if name != "tags" and sub is not None}
+    trackers = {}
+    for name, sub in selected.items():
+        key = "logger" if name == "logger" else f"logger.{name}"
+        if not OmegaConf.is_config(sub) or "_target_" not in sub:
+            raise ConfigError(f"{key} is not a tracker (a node with _target_); the trackers are the files of conf/logger/")
+        with config_key(key):
+            tracker = instantiate(sub)
+        if not all(callable(getattr(tracker, m, None)) for m in ("start", "log", "finish")):
+            raise ConfigError(f"{key}._target_ must build a logger with start, log and finish, got {type(tracker).__name__}")
+        trackers[name] = tracker
     with config_key("logger"):
-        logger = instantiate(cfg_logger)
-    if not all(callable(getattr(logger, m, None)) for m in ("start", "log", "finish")):
-        raise ConfigError(f"logger._target_ must build a logger with start, log and finish, got {type(logger).__name__}")
-    return logger
+        return Trackers(trackers, tags=tags)
+
+
+def check_logger(cfg_logger: DictConfig | None) -> None:
+    """Build the trackers and ask each whether it can start here (package installed, store writable, server
+    reachable): ``logger=<name>: …``, one line, before anything is written."""
+    build_logger(cfg_logger).check()
 
 
 # ------------------------------------------------------------------------------------ the whole
@@ -295,7 +320,7 @@ def check(cfg: DictConfig) -> None:
                           f"input_shape={list(cfg.dataset.input_shape)}")
     check_data(cfg.dataset)
     build_schedule(cfg.scheduler)
-    build_logger(cfg.logger)
+    check_logger(cfg.get("logger"))
     regs = build_regularizers(cfg.get("regularizer"))
     shape, k = tuple(cfg.dataset.input_shape), cfg.dataset.num_classes
     for reg in regs:

@@ -1,18 +1,22 @@
 """Weights & Biases, offline unless asked otherwise, so a run never waits on the network.
 
 Offline runs land in ``<run dir>/wandb/offline-run-*``; ``wandb sync <that folder>`` uploads them
-later. The W&B run id is kept in the checkpoint so a resumed run continues the same W&B run.
+later. The W&B run id is kept in the checkpoint so a resumed run continues the same W&B run. With
+``mode=online``, a W&B server that cannot be reached is refused before anything is written (``check``).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlparse
 
 from regbench.errors import ConfigError, check_choice
 
 
 MODES = ("offline", "online", "disabled")
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
+PROBE_TIMEOUT_S = 5.0
 
 
 class WandbLogger:
@@ -28,6 +32,19 @@ class WandbLogger:
         self.mode = os.environ.get("WANDB_MODE") or mode
         self.run = None
         self.run_id: str | None = None
+
+    def check(self) -> None:
+        """Online: the W&B server must answer a connection (WANDB_BASE_URL, else api.wandb.ai), or it is one line now."""
+        if self.mode != "online":
+            return
+        url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+        parsed = urlparse(url)
+        try:
+            socket.create_connection((parsed.hostname, parsed.port or (80 if parsed.scheme == "http" else 443)),
+                                     timeout=PROBE_TIMEOUT_S).close()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"mode=online, but {url} cannot be reached ({e}); use logger.wandb.mode=offline "
+                              "(`wandb sync` uploads later)") from None
 
     def start(self, *, run_dir, config: dict, group: str, name: str, tags: list[str], resume_id: str | None) -> None:
         import wandb

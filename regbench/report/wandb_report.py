@@ -1,6 +1,6 @@
 """Send the report to Weights & Biases, only for studies whose runs were online.
 
-A run was online when its logger was ``wandb`` and its mode ``online`` (``WANDB_MODE`` in the
+A run was online when its loggers included ``wandb`` with mode ``online`` (``WANDB_MODE`` in the
 environment wins, as in :mod:`regbench.loggers.wandb`). Then one report run joins the study's
 group (``job_type="report"``) with the tables as ``wandb.Table`` and the figures as images.
 Otherwise nothing leaves the machine and wandb is not even imported.
@@ -16,12 +16,22 @@ def online_target(configs: dict) -> dict | None:
     """project / entity / group of the first online W&B run of the sweep, else None."""
     env = os.environ.get("WANDB_MODE")
     for cfg in configs.values():
-        logger = (cfg or {}).get("logger") or {}
-        if not str(logger.get("_target_", "")).endswith("WandbLogger") and logger.get("name") != "wandb":
-            continue  # (``name: wandb``: the config of a run made by regbench 0.1)
-        if (env or logger.get("mode") or "offline") == "online":
-            return {"project": logger.get("project") or "regbench", "entity": logger.get("entity"),
+        node = _wandb_node((cfg or {}).get("logger") or {})
+        if node is None:
+            continue
+        if (env or node.get("mode") or "offline") == "online":
+            return {"project": node.get("project") or "regbench", "entity": node.get("entity"),
                     "group": (cfg or {}).get("name") or "default"}
+    return None
+
+
+def _wandb_node(logger: dict) -> dict | None:
+    """The W&B settings of a run's ``logger``: ``logger.wandb`` (logger is multi-select), or the whole node in the
+    single-logger shape of earlier versions (``_target_: …WandbLogger``, or ``name: wandb`` in regbench 0.1)."""
+    if isinstance(logger.get("wandb"), dict):
+        return logger["wandb"]
+    if str(logger.get("_target_", "")).endswith("WandbLogger") or logger.get("name") == "wandb":
+        return logger
     return None
 
 

@@ -27,6 +27,14 @@ def test_only_online_wandb_runs_are_uploaded(monkeypatch):
     assert online_target(_configs("offline"))["group"] == "study"
 
 
+def test_the_multi_select_logger_shape_is_read(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    wandb = {"_target_": "regbench.loggers.wandb.WandbLogger", "mode": "online", "project": "p", "entity": "e"}
+    both = {"run": {"name": "study", "logger": {"tags": [], "wandb": wandb, "tensorboard": {"subdir": "tensorboard"}}}}
+    assert online_target(both) == {"project": "p", "entity": "e", "group": "study"}
+    assert online_target({"run": {"name": "study", "logger": {"tags": [], "mlflow": {"tracking_uri": None}}}}) is None
+
+
 class FakeRun:
     def __init__(self, calls):
         self.calls, self.url = calls, "https://wandb.example/p/runs/report1"
