@@ -90,3 +90,40 @@ def test_mlflow_tracking_uri_in_the_environment_is_the_store(monkeypatch, tmp_pa
     assert run.info.status == "FAILED" and run.data.params == {"seed": "0", "model.width": "8"}
     assert mlflow_history(uri, run.info.run_id, "val_acc") == [(1, 0.5)] and "train_acc" not in run.data.metrics
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_server_that_answers_but_refuses_is_a_warning_and_the_run_completes(tmp_path):
+    """Past the check (the server answers /health) MLflow fails at the start: the run trains to the end, with the
+    other tracker and the local files complete, and says why in one warning."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refusing(BaseHTTPRequestHandler):
+        def _answer(self):
+            ok = self.path.startswith("/health")
+            body = b"OK" if ok else b'{"error_code": "INVALID_STATE", "message": "read-only server"}'
+            self.send_response(200 if ok else 400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run_dir = tmp_path / "run"
+        out = run_cli("run", "model=mlp", "trainer.max_epochs=3", "dataset.n_train=200", "trainer.num_threads=1",
+                      "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri=http://127.0.0.1:{server.server_port}",
+                      f"hydra.run.dir={run_dir}", cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    finally:
+        server.shutdown()
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = (run_dir / "regbench.log").read_text()
+    assert "logger mlflow could not start" in log and "metrics.jsonl and result.json stay complete" in log
+    result = read_result(run_dir)
+    assert result["status"] == "completed" and len(read_metrics(run_dir)) == 3
+    assert json.loads(result["logger_id"]) == {"tensorboard": "tensorboard"}
