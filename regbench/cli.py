@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass, field
 
@@ -101,6 +102,32 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
 
             print_result({**plan.finished, "skipped": True}, plan.run_dir)
             return 0
+        if plan.config is not None and plan.config.get("tune", {}).get("space"):
+            if not args.multirun:
+                _error("tune.space runs the tuned protocol, which is a sweep: add -m (regbench run -m ...)")
+            from regbench.sweep.tune import tuning_of
+
+            try:
+                tuning_of(plan.config)  # a bad search space is one line before the sweep dir is touched
+            except UserError as e:
+                _error(str(e))
+        if args.multirun and not tuned_phase:  # one sweep into a sweep dir at a time, held until the sweep ends
+            from regbench.rundir import hold_sweep
+
+            with contextlib.ExitStack() as held:
+                try:
+                    held.enter_context(hold_sweep(plan.sweep_dir))
+                except UserError as e:
+                    _error(str(e))
+                return _launch_checked(args, plan, tuned_phase, table)
+    return _launch_checked(args, plan, tuned_phase, table)
+
+
+def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
+    """:func:`launch` once the command is checked (``plan``: None for an information flag)."""
+    if plan is not None:
+        from regbench.errors import UserError
+
         if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("tune", {}).get("space"):
             from regbench.sweep import tune
 
@@ -111,7 +138,10 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
         if args.multirun:
             from regbench.sweep.stacks import prepare
 
-            prepare(plan)
+            try:
+                prepare(plan)
+            except UserError as e:
+                _error(str(e))
     from regbench import app
 
     from regbench.sweep.jobs import composed_once, mode_known, prevalidated
@@ -132,19 +162,29 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
 def status(argv: list[str]) -> int:
     from regbench.sweep import status as command
 
-    return command.main(_sweep_dir_args("status", argv))
+    return _one_line_errors(command.main, _sweep_dir_args("status", argv))
 
 
 def results(argv: list[str]) -> int:
     from regbench.sweep import results as command
 
-    return command.main(_sweep_dir_args("results", argv))
+    return _one_line_errors(command.main, _sweep_dir_args("results", argv))
 
 
 def report(argv: list[str]) -> int:
     from regbench import report as command
 
-    return command.main(_sweep_dir_args("report", argv))
+    return _one_line_errors(command.main, _sweep_dir_args("report", argv))
+
+
+def _one_line_errors(command, ns) -> int:
+    """A sweep dir's command; a file it cannot use (a damaged tuned.json, …) is one line and exit 2."""
+    from regbench.errors import UserError
+
+    try:
+        return command(ns)
+    except UserError as e:
+        _error(str(e))
 
 
 COMMANDS = {"run": run, "status": status, "results": results, "report": report}

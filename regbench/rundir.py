@@ -22,6 +22,8 @@ from pathlib import Path
 from regbench.errors import UserError
 
 ID_FILE, LOCK_FILE, RUNNING_FILE = ".regbench-run", ".lock", ".running"
+#: The launching command of a sweep holds this lock in its sweep dir (one sweep into a dir at a time).
+SWEEP_LOCK = ".regbench-sweep.lock"
 RESULT_FILE = "result.json"
 #: A run that ended with one of these is not trained again while ``resume`` is on.
 FINISHED = ("completed", "diverged")
@@ -141,6 +143,36 @@ def hold(run_dir: Path, rid: str):
             (run_dir / RUNNING_FILE).unlink(missing_ok=True)
     finally:
         lock.close()  # releases the lock
+
+
+@contextmanager
+def hold_sweep(sweep_dir: Path):
+    """Hold ``sweep_dir`` for the launching command of one sweep while the block runs. A second ``regbench run -m``
+    into the same dir (the same command started twice, or another sweep) is refused in one line: two sweeps in
+    one dir would replace each other's plan and report each other's jobs."""
+    import fcntl
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(sweep_dir / SWEEP_LOCK, "a+")
+    except OSError as e:
+        raise UserError(f"cannot write to {sweep_dir}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            who = lock.read().strip() or "another process"
+            raise RunDirBusy(f"{sweep_dir} is in use by another sweep ({who}); wait for it to end, or choose another "
+                             "hydra.sweep.dir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        lock.flush()
+        yield
+    finally:
+        lock.close()
 
 
 def is_running(run_dir: Path) -> bool:

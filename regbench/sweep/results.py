@@ -39,9 +39,14 @@ SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's run folders: Hydra's job folders, folders with a result, and folders a run claimed (its id file:
+    a stack member its leader trains before Hydra launches the member's own job)."""
+    from regbench.rundir import ID_FILE
+
     sweep_dir = Path(sweep_dir)
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
     found |= {p.parent for p in sweep_dir.glob("**/result.json")}
+    found |= {p.parent for p in sweep_dir.glob(f"**/{ID_FILE}")}
     return sorted(d for d in found if d != sweep_dir or (d / "result.json").exists())
 
 
@@ -86,6 +91,7 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
 
     sweep_dir = Path(sweep_dir)
     tuned = tuned_keys(sweep_dir)
+    jobs = {job.dirname: job for job in _expected_jobs(sweep_dir)} if expected else {}
     rows = []
     for d in run_dirs(sweep_dir):
         try:
@@ -93,8 +99,9 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
         except DamagedFile as e:  # counted as damaged, kept out of every statistic, never deleted
             result, damage = {}, str(e)
         status = "damaged" if damage else run_status(d, result)
-        row = {"run_dir": str(d.relative_to(sweep_dir)) if d != sweep_dir else ".", "status": status,
-               "run_id": result.get("run_id"), **read_overrides(d)}
+        name = str(d.relative_to(sweep_dir)) if d != sweep_dir else "."
+        settings = read_overrides(d) or (_overrides_dict(jobs[name].overrides) if name in jobs else {})
+        row = {"run_dir": name, "status": status, "run_id": result.get("run_id"), **settings}
         if SEED not in row and "seed" in result:
             row[SEED] = str(result["seed"])
         for m in METRICS:
@@ -109,7 +116,7 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
         rows.append(row)
     if expected:
         seen = {r["run_dir"] for r in rows}
-        for job in _expected_jobs(sweep_dir):
+        for job in jobs.values():
             if job.dirname not in seen:
                 settings = {k: v for k, v in _overrides_dict(job.overrides).items() if k not in tuned}
                 rows.append({"run_dir": job.dirname, "status": "pending", "run_id": None,
@@ -284,13 +291,28 @@ def read_tuned(final_dir: Path) -> dict | None:
     """The choices of the tuned protocol whose final dir is ``final_dir`` (its ``tuned.json``), else None."""
     import json
 
+    from regbench.errors import DamagedFile
+
     path = Path(final_dir).parent / TUNED_FILE
     if Path(final_dir).name != "final" or not path.exists():
         return None
+    advice = "move it away and re-run the study's command (its choices are made again from the tuning runs)"
     try:
-        return json.loads(path.read_text())
+        tuned = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        raise DamagedFile(path, "is cut off or not JSON", advice) from None
+    if not _is_tuned(tuned):
+        raise DamagedFile(path, "is not the tuned protocol's record (space, budget, tuning_seeds, metric, arms)", advice)
+    return tuned
+
+
+def _is_tuned(t) -> bool:
+    """The shape :func:`regbench.sweep.tune.run` writes, which the tables read."""
+    if not (isinstance(t, dict) and isinstance(t.get("space"), dict) and isinstance(t.get("budget"), int)
+            and isinstance(t.get("tuning_seeds"), list) and isinstance(t.get("metric"), str) and isinstance(t.get("arms"), list)):
+        return False
+    return all(isinstance(a, dict) and isinstance(a.get("arm"), dict) and isinstance(a.get("chosen"), dict)
+               and isinstance(a.get("overrides"), list) for a in t["arms"])
 
 
 def tuned_keys(sweep_dir: Path) -> list[str]:

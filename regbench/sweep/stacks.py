@@ -101,6 +101,7 @@ def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list
     from regbench.files import write_json
 
     path = Path(sweep_dir) / PLAN_FILE
+    _check_plan_path(path)
     if not plan.stacks:
         path.unlink(missing_ok=True)
         return
@@ -110,6 +111,14 @@ def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list
                         "overrides": list(overrides[i])} for i in members])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"units": plan.units, "stacks": stacks})
+
+
+def _check_plan_path(path: Path) -> None:
+    from regbench.errors import UserError
+
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not regbench's stack plan (a file) but a {'directory' if path.is_dir() else 'special file'}: "
+                        "move it away and re-run")
 
 
 @dataclass
@@ -132,11 +141,30 @@ def read_plan(sweep_dir: Path) -> dict | None:
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _PLANS:
         try:
-            _PLANS[key] = json.loads(path.read_text())
+            plan = json.loads(path.read_text())
+            _check_plan(plan)
+            _PLANS[key] = plan
         except (OSError, ValueError) as e:
-            log.warning("%s cannot be read (%s): every job trains alone", path, e)
+            log.warning("%s cannot be used (%s): every job trains alone", path, e)
             _PLANS[key] = None
     return _PLANS[key]
+
+
+def _check_plan(plan) -> None:
+    """A plan as :func:`write_plan` writes it, whose every member folder lies inside the sweep dir (a plan edited
+    to name ``../x`` or ``/x`` would make a leader write outside it); ValueError naming what is wrong."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("stacks"), list) or not isinstance(plan.get("units"), int):
+        raise ValueError("not a stack plan")
+    for members in plan["stacks"]:
+        if not isinstance(members, list) or not members:
+            raise ValueError("a stack is not a list of members")
+        for m in members:
+            if not isinstance(m, dict) or not all(isinstance(m.get(k), t) for k, t in
+                                                  (("dirname", str), ("run_id", str), ("config", dict), ("overrides", list))):
+                raise ValueError("a member lacks its dirname, run_id, config or overrides")
+            name = Path(m["dirname"])
+            if name.is_absolute() or ".." in name.parts or not name.parts or m["dirname"] != os.path.normpath(m["dirname"]):
+                raise ValueError(f"member folder {m['dirname']!r} is not inside the sweep dir")
 
 
 def role(sweep_dir: Path, run_dir: Path, rid: str) -> Role | None:

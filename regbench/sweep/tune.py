@@ -32,6 +32,10 @@ from regbench.errors import ConfigError, UserError
 from regbench.sweep.results import TUNED_FILE
 
 METRICS = {"val_acc": max, "val_loss": min}
+#: Top-level keys a search space cannot name.
+UNTUNABLE = ("seed", "tune", "hydra", "name", "resume", "stack")
+#: The tuned protocol's settings, written into its sweep dir when it starts: the same dir never mixes two studies.
+PROTOCOL_FILE = ".regbench-tune.json"
 
 
 @dataclass
@@ -52,8 +56,14 @@ def tuning_of(cfg: DictConfig) -> Tuning | None:
     node = cfg.get("tune")
     if not node or not node.get("space"):
         return None
-    space = OmegaConf.to_container(node.space, resolve=True)
+    space = OmegaConf.to_container(node.space, resolve=True) if OmegaConf.is_config(node.space) else node.space
+    if not isinstance(space, dict):
+        raise ConfigError(f"tune.space={space!r}: a mapping of config keys to a grid or a range, e.g. "
+                          "tune.space={optimizer.lr:[0.1,0.01]}")
     for key, spec in space.items():
+        if key.split(".")[0] in UNTUNABLE:
+            raise ConfigError(f"tune.space: {key!r} cannot be tuned (seeds are tune.seeds and the study's seed; "
+                              f"{', '.join(UNTUNABLE[1:])} are not settings of a run)")
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"tune.space: {key!r} is no key of the config")
         if isinstance(spec, list):
@@ -76,9 +86,12 @@ def tuning_of(cfg: DictConfig) -> Tuning | None:
         budget = size
     elif not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
         raise ConfigError(f"tune.budget={budget!r}: random search needs a whole number of draws ≥ 1")
-    seeds = list(node.get("seeds") or [])
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+    seeds = node.get("seeds")
+    seeds = list(seeds) if OmegaConf.is_list(seeds) or isinstance(seeds, list) else seeds
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise ConfigError(f"tune.seeds={seeds!r}: a non-empty list of seeds ≥ 0")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"tune.seeds={seeds!r}: each seed once (a repeated seed is the same run, counted twice)")
     if node.get("metric") not in METRICS:
         raise ConfigError(f"tune.metric={node.get('metric')!r}: choose one of {', '.join(METRICS)} (chosen on validation)")
     return Tuning(space, budget, seeds, str(node.metric), int(node.get("sampler_seed", 0)))
@@ -174,6 +187,45 @@ def select(tuning_dir: Path, arms: list[Arm], points: list[dict], t: Tuning) -> 
 
 # ------------------------------------------------------------------------------------------------ the protocol
 
+def protocol(t: Tuning) -> dict:
+    """What makes two tuned studies the same study: its space, budget, tuning seeds, metric and draws."""
+    return {"space": t.space, "budget": t.budget, "tuning_seeds": t.seeds, "metric": t.metric, "sampler_seed": t.sampler_seed}
+
+
+def claim_protocol(base: Path, t: Tuning) -> None:
+    """Record ``t``'s protocol in the sweep dir, or refuse in one line if the dir holds a study of another
+    protocol (a changed tune.space would mix two studies' runs in tuning/ and final/)."""
+    import json
+
+    from regbench.files import write_json
+
+    mine = protocol(t)
+    path = base / PROTOCOL_FILE
+    held = None
+    try:
+        held = json.loads(path.read_text()) if path.exists() else None
+        if held is None and (base / TUNED_FILE).exists():  # a study tuned before the protocol file existed
+            old = json.loads((base / TUNED_FILE).read_text())
+            held = {k: old.get(k) for k in ("space", "budget", "tuning_seeds", "metric")} | {"sampler_seed": t.sampler_seed}
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"{path if path.exists() else base / TUNED_FILE} is damaged; move it away, or choose another "
+                        "hydra.sweep.dir") from None
+    if held is not None and _canonical(held) != _canonical(mine):
+        differs = [k for k in mine if _canonical(held.get(k)) != _canonical(mine[k])]
+        raise UserError(f"{base} holds a tuned study of another protocol ({', '.join(f'tune.{k}' for k in differs)}: "
+                        f"{'; '.join(f'{held.get(k)!r} there, {mine[k]!r} now' for k in differs)}); choose another "
+                        "hydra.sweep.dir, or move that one away")
+    if held is None:
+        base.mkdir(parents=True, exist_ok=True)
+        write_json(path, mine)
+
+
+def _canonical(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def run(args, plan, launch) -> int:
     """`regbench run -m` of a study with ``tune.space``: tuning, selection, final (see the module's doc).
     ``launch(RunArgs) -> exit code`` is the CLI's sweep (pre-check, stacks, Hydra, end of sweep)."""
@@ -191,6 +243,7 @@ def run(args, plan, launch) -> int:
     base = Path(plan.sweep_dir)
     hydra_lines = [o for o in args.overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))
                    and not o.lstrip("+~").startswith("hydra.sweep.dir")]
+    claim_protocol(base, t)
     out = console()
     out.print(f"tuned protocol: {len(arms)} arm(s) × {t.budget} candidate(s) of {', '.join(t.keys)} × "
               f"{len(t.seeds)} tuning seed(s), then each arm's choice over seed(s) {', '.join(seeds)}", markup=False)
