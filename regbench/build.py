@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,7 +142,9 @@ def load_raw(cfg_data: DictConfig):
         except UserError:
             raise
         except Exception as e:  # a file that is there but does not parse, in a loader that does not say which
-            raise UserError(f"dataset {cfg_data.name}: its files cannot be read: {one_line(e)}") from None
+            root = loader_kwargs(cfg_data).get("root")
+            where = f" under {Path(str(root)).absolute()}" if root is not None else ""
+            raise UserError(f"dataset {cfg_data.name}: its files{where} cannot be read: {one_line(e)}") from None
     return _RAW[key]
 
 

@@ -78,6 +78,11 @@ def parse_run_args(argv: list[str]) -> RunArgs:
 
 def run(argv: list[str]) -> int:
     args = parse_run_args(argv)
+    import os
+
+    from regbench.sweep.machine import LAUNCHER_PID
+
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # a launcher's worker processes end when this command is gone
     if not args.info:
         from regbench.train import flush_denormals
 
@@ -93,7 +98,10 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
         from regbench.errors import UserError
         from regbench.validate import check_command
 
+        from regbench.config import check_group_lists
+
         try:
+            check_group_lists(args.overrides)
             plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
         except UserError as e:
             _error(str(e))

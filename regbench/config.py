@@ -122,3 +122,26 @@ def compose(overrides: list[str] = (), config_name: str = "config", return_hydra
 def one_line(message: str) -> str:
     """Collapse a multi-line library message into one line for the terminal."""
     return re.sub(r"\s+", " ", str(message)).strip()
+
+
+def check_group_lists(overrides: list[str]) -> None:
+    """A multi-select group (``regularizer=[a,b]``, ``logger=[a,b]``) names each option once: ``[dropout,dropout]``
+    composes as ``[dropout]`` (the same run id) but would train again in another folder. ConfigError, one line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from regbench.errors import ConfigError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:
+        return  # the pre-check reports what does not parse, in its words
+    for o in parsed:
+        key = o.get_key_element().lstrip("+~")
+        if not (CONFIG_DIR / key).is_dir():
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        for value in values:
+            names = [v.strip() for v in value.strip("[]").split(",")] if value.startswith("[") else []
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ConfigError(f"{key}={value} names {', '.join(twice)} more than once; list each option once")

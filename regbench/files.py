@@ -119,9 +119,13 @@ def read_jsonl(path: Path) -> list[dict]:
             row = None
         if isinstance(row, dict):
             rows.append(row)
-        elif line.strip():
+        elif line.strip() and (str(path), number, line) not in _WARNED:  # once per process: a report reads a file often
+            _WARNED.add((str(path), number, line))
             logging.getLogger("regbench").warning("%s:%d is not a metrics row; skipped", path, number)
     return rows
+
+
+_WARNED: set[tuple[str, int, str]] = set()
 
 
 @cache

@@ -76,9 +76,15 @@ def _read_batches(where: Path, names: list[str], label_key: str) -> tuple[np.nda
 def _read_batch(path: Path) -> dict:
     # The originals were pickled by Python 2: latin1 is the encoding numpy needs for their arrays.
     # Keys then come back as str, while files pickled by Python 3 keep bytes keys; accept both.
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="latin1")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    except Exception as e:  # cut off, overwritten, or not a CIFAR batch: name the file
+        from regbench.errors import UserError
+
+        raise UserError(f"{Path(path).absolute()} is not a readable CIFAR batch ({type(e).__name__}: {str(e)[:80]}); "
+                        "replace it with the original file") from None
 
 
 def _fetch(class_name: str, root: str) -> None:

@@ -54,23 +54,29 @@ class Image:
 
 
 # ---- Markdown
+def md_text(text: str) -> str:
+    """Text for a markdown file, with ``<`` and ``>`` as entities: markdown viewers render inline HTML, and names,
+    tags and overrides come from users (a tag ``<script>`` stays text)."""
+    return str(text).replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_markdown(blocks: list) -> str:
     out = []
     for b in blocks:
         if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text + "\n")
+            out.append("#" * b.level + " " + md_text(b.text) + "\n")
         elif isinstance(b, Text):
-            out.append(b.text + "\n")
+            out.append(md_text(b.text) + "\n")
         elif isinstance(b, Items):
-            out.append("".join(f"- {item}\n" for item in b.items))
+            out.append("".join(f"- {md_text(item)}\n" for item in b.items))
         elif isinstance(b, Code):
             out.append("```\n" + b.text.rstrip("\n") + "\n```\n")
         elif isinstance(b, Table):
             files = " · ".join(f"[{Path(f).suffix[1:].upper()}]({f})" for f in b.files)
-            head = " ".join(p for p in (f"_{b.caption}_" if b.caption else "", f"({files})" if files else "") if p)
+            head = " ".join(p for p in (f"_{md_text(b.caption)}_" if b.caption else "", f"({files})" if files else "") if p)
             out.append((head + "\n\n" if head else "") + tables.markdown(b.frame))
         elif isinstance(b, Image):
-            out.append(f"![{b.title}]({b.rel_png})\n\n_{b.caption}_ ([SVG]({b.rel_svg}))\n")
+            out.append(f"![{md_text(b.title)}]({b.rel_png})\n\n_{md_text(b.caption)}_ ([SVG]({b.rel_svg}))\n")
     return "\n".join(out)
 
 

@@ -195,7 +195,7 @@ def markdown(df: pd.DataFrame) -> str:
         return "_(empty)_\n"
     df = df.fillna("")
     cols = [str(c) for c in df.columns]
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
     lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
              "|" + "|".join("---:" if _numeric_column(df[c]) else "---" for c in df.columns) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]

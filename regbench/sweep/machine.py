@@ -7,6 +7,7 @@ GPU in the sweep dir), sharing round robin when there are more jobs than GPUs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from contextlib import contextmanager
@@ -46,6 +47,37 @@ def cpu_threads(launcher: DictConfig, n_sweep_jobs: int | None = None) -> int | 
     return max(1, _cpus() // n) if n > 1 else None
 
 
+#: Set by `regbench run` in the launching process; the jobs it starts inherit it.
+LAUNCHER_PID = "REGBENCH_LAUNCHER_PID"
+
+
+@functools.cache
+def end_with_launcher() -> None:
+    """In a worker process of a launcher that runs jobs beside the launching command (joblib's loky workers): end
+    this process once that command is gone. A SIGKILL of the command (a closed terminal, the OOM killer) left
+    its workers training on as orphans, holding their run dirs' locks against the rerun; a checkpointed job
+    resumes there instead. Checked every half second by a daemon thread; nothing in the launching process."""
+    import threading
+    import time
+
+    pid = int(os.environ.get(LAUNCHER_PID) or 0)
+    if not pid or pid == os.getpid():
+        return
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                log.error("the launching command (pid %d) is gone: this worker ends too (the sweep command resumes it)", pid)
+                os._exit(1)
+            except OSError:
+                pass  # alive, owned by another user
+
+    threading.Thread(target=watch, name="regbench-end-with-launcher", daemon=True).start()
+
+
 @contextmanager
 def job_resources(cfg: DictConfig, hc, stack_units: int | None = None):
     """CPU threads and GPU for a job that shares the machine with others of its sweep; ``stack_units``: how many
@@ -55,6 +87,8 @@ def job_resources(cfg: DictConfig, hc, stack_units: int | None = None):
     if hc.mode != RunMode.MULTIRUN:
         yield
         return
+    if "joblib" in str(hc.launcher.get("_target_", "")):
+        end_with_launcher()
     n_jobs = stack_units or _sweep_size(Path(hc.sweep.dir))
     threads = cpu_threads(hc.launcher, n_jobs)
     if threads and not cfg.trainer.num_threads:
