@@ -56,6 +56,7 @@ def run_job(cfg: DictConfig) -> dict | float:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    _log_file_errors_once()
     multirun = hc.mode == RunMode.MULTIRUN
     part = None
     if multirun:
@@ -87,6 +88,20 @@ def run_job(cfg: DictConfig) -> dict | float:
     return result
 
 
+def _log_file_errors_once() -> None:
+    """A log file that cannot be written (a full disk) is said once on stderr, in one line, instead of a
+    "--- Logging error ---" traceback for every record; the run's own files report what failed."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and not getattr(handler, "_regbench_quiet", False):
+            def handle_error(record, handler=handler):
+                if not handler._regbench_warned:
+                    handler._regbench_warned = True
+                    exc = sys.exc_info()[1]
+                    print(f"regbench: warning: cannot write {handler.baseFilename} ({exc}); its further lines are dropped",
+                          file=sys.stderr)
+            handler.handleError, handler._regbench_quiet, handler._regbench_warned = handle_error, True, False
+
+
 def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
     from regbench.rundir import finished_result
     from regbench.train import train
@@ -116,7 +131,7 @@ def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dic
                   "error": f"{type(e).__name__}: {e}", "overrides": list(overrides)}
         try:
             write_json(run_dir / RESULT_FILE, result)
-        except OSError as write_error:
+        except (OSError, UserError) as write_error:  # a full disk: the log and the sweep's summary still say it
             log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_error)
         return result
 
@@ -156,7 +171,13 @@ def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> dict:
             # One member's failure must not fail its siblings: each unfinished member trains alone, from its
             # checkpoint, and fails (recorded in its result.json) or completes on its own.
             log.error("stack failed; its %d members train alone:\n%s", len(cfgs), traceback.format_exc())
-            results = [_train_recorded(c, d, m["overrides"]) for c, d, m in zip(cfgs, dirs, held_members)]
+            results = []
+            for c, d, m in zip(cfgs, dirs, held_members):  # every member gets its try, whatever the one before did
+                try:
+                    results.append(_train_recorded(c, d, m["overrides"]))
+                except UserError as e:
+                    log.error("%s refused: %s", d.name, e)
+                    results.append({"status": "refused", "error": str(e)})
             return results[0]
 
 

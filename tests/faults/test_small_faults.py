@@ -105,3 +105,28 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 150 KB tmpfs: room for a tiny MLP stack's first files, not its checkpoints (needs root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_full_disk_at_a_stack_s_first_checkpoint_gives_every_member_its_try(small_disk, tmp_path):
+    """Row 8: the stack fails, each member trains alone and fails on its own; none is left unreported."""
+    sweep_dir = small_disk / "sweep"
+    out = run_cli("run", "-m", *TINY, "model=mlp", "seed=0,1,2", "trainer.max_epochs=50",
+                  "trainer.early_stopping.patience=null", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Logging error" not in out.stderr and "Traceback" not in out.stderr
+    logs = {p.parent.name: p.read_text() for p in sweep_dir.glob("*/regbench.log")}
+    assert len(logs) == 3
+    for name, text in logs.items():  # each member's own job says what happened to it, not "trained"
+        assert "no space left on device" in text.lower() or "no result yet" in text, name
+    assert "0 completed" in out.stdout and "job refused" not in out.stdout
