@@ -12,7 +12,8 @@ name. Recorded: the resolved config (params, flattened, and ``run_config.yaml`` 
 step = epoch, the tags (``key=value`` tags as MLflow key/value tags, every one in ``regbench.tags``), and at the
 end the result's numbers as ``result/<key>`` metrics, ``run_result.json`` as an artifact, its status as the tag
 ``status`` and the run's state (FINISHED, or FAILED). A resumed run continues the same MLflow run (its id is in
-the checkpoint) and first logs the epochs that MLflow has not seen. MLflow's usage telemetry is turned off unless
+the checkpoint) and first logs the epochs that MLflow has not seen. Metrics are sent every ``flush_every_s``
+(2 s) and at the end, not at each epoch: a write to the SQLite store costs about 20 ms. MLflow's usage telemetry is turned off unless
 ``MLFLOW_DISABLE_TELEMETRY`` is already set.
 """
 
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, check_range
 from regbench.loggers import flatten, numbers
 
 STORE_FILE, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
@@ -39,12 +40,17 @@ PROBE_TIMEOUT_S = 5.0
 
 
 class MlflowLogger:
-    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, log_params: bool = True):
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None, log_params: bool = True,
+                 flush_every_s: float = 2.0):
         for key, value in (("tracking_uri", tracking_uri), ("experiment", experiment)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{key}={value!r} must be a non-empty string or null")
+        check_range("flush_every_s", flush_every_s, 0)
         self.tracking_uri, self.experiment, self.log_params = tracking_uri, experiment, bool(log_params)
+        self.flush_every_s = float(flush_every_s)
         self.client = None
+        self.pending: list = []
+        self.flushed_at = 0.0
         self.run_id: str | None = None
         self.resumed = False
         self.last_epoch = 0
@@ -98,7 +104,7 @@ class MlflowLogger:
         with _store_lock(uri):  # runs of a sweep in parallel processes: one creates the tables and the experiment
             client = MlflowClient(tracking_uri=uri)
             experiment_id = _experiment(client, self.experiment or str(group), artifacts)
-        self.client, self.last_epoch, self.resumed = client, 0, False
+        self.client, self.last_epoch, self.resumed, self.pending, self.flushed_at = client, 0, False, [], time.monotonic()
         run = _existing_run(client, resume_id, experiment_id) if resume_id else None
         if run is not None:
             self.run_id, self.resumed = run.info.run_id, True
@@ -121,6 +127,7 @@ class MlflowLogger:
         for row in rows:
             if int(row.get("epoch") or 0) > seen:
                 self.log(row)
+        self.flush()
 
     def log(self, row: dict) -> None:
         if self.client is None:
@@ -131,9 +138,17 @@ class MlflowLogger:
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, epoch) for key, value in row.items()
                    if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) and _KEY.fullmatch(key)]
-        if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+        self.pending.extend(metrics)
         self.last_epoch = max(self.last_epoch, epoch)
+        if time.monotonic() - self.flushed_at >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the metrics logged since the last flush (a write to the store costs about 20 ms: once per
+        ``flush_every_s``, not per epoch; a kill loses at most those, which the resumed run logs again)."""
+        pending, self.pending, self.flushed_at = self.pending, [], time.monotonic()
+        for i in range(0, len(pending), 1000):  # MLflow takes at most 1000 metrics a batch
+            self.client.log_batch(self.run_id, metrics=pending[i:i + 1000])
 
     def finish(self, result: dict) -> None:
         if self.client is None:
@@ -145,6 +160,9 @@ class MlflowLogger:
         try:
             now = int(time.time() * 1000)
             metrics = [Metric(f"result/{k}", v, now, self.last_epoch) for k, v in numbers(result).items() if _KEY.fullmatch(f"result/{k}")]
+            pending, self.pending = self.pending, []
+            for i in range(0, len(pending), 1000):
+                client.log_batch(self.run_id, metrics=pending[i:i + 1000])
             client.log_batch(self.run_id, metrics=metrics, tags=[RunTag("status", str(result.get("status")))])
             client.log_dict(self.run_id, result, RESULT_ARTIFACT)
         finally:
