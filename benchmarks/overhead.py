@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from regbench import build
 from regbench.config import compose
-from regbench.train import evaluate, flush_denormals, train
+from regbench.process import flush_denormals
+from regbench.train import evaluate, train
 
 
 def bare_loop(cfg, epochs: int) -> tuple[float, float, int]:

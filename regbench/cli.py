@@ -84,7 +84,7 @@ def run(argv: list[str]) -> int:
 
     os.environ[LAUNCHER_PID] = str(os.getpid())  # a launcher's worker processes end when this command is gone
     if not args.info:
-        from regbench.train import flush_denormals
+        from regbench.process import flush_denormals
 
         flush_denormals()  # before anything starts torch's CPU threads, so that they inherit it
     return launch(args)

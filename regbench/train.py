@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import math
 import os
@@ -24,14 +23,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 import regbench
 from regbench import build, checkpoint, rundir
+from regbench.process import flush_denormals, keep_freed_memory
 from regbench.rundir import RESULT_FILE
 from regbench.config import run_id, to_container, to_yaml
 from regbench.data.base import DataSplits, stratified_subsample
+from regbench.loss import cross_entropy
 from regbench.files import append_jsonl, git_commit, read_json, read_jsonl, write_atomic, write_json, write_jsonl
 from regbench.regularizers.base import Regularizer
 
@@ -85,7 +85,7 @@ def evaluate_splits(model: torch.nn.Module, splits: list[tuple[torch.Tensor, tor
         correct = torch.zeros((), device=x.device, dtype=torch.long)
         for i in range(0, len(x), batch_size):
             logits = model(x[i:i + batch_size])
-            loss_sum += F.cross_entropy(logits.float(), y[i:i + batch_size], reduction="sum")
+            loss_sum += cross_entropy(logits.float(), y[i:i + batch_size], reduction="sum")
             correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
         sums += [loss_sum.double(), correct.double()]  # exact: a float32 sum, and counts below 2**53
     model.train(was_training)
@@ -216,13 +216,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
                     state.train_seconds += time.perf_counter() - epoch_start
                 row = evaluate_and_select(run, state, running_loss)
                 row["seconds"] = round(time.perf_counter() - wall_start, 3)
-                state.history.append(_finite(row))
+                state.history.append(finite_row(row))
                 state.wall_seconds = time.perf_counter() - wall_start
                 if checkpoint_due(run, state):  # first the checkpoint, then the logs: a resume rewrites the logs from it
                     save_checkpoint(run, state)
                 append_jsonl(run_dir / METRICS_FILE, state.history[-1])
                 logger.log(state.history[-1])
-                log.info(_format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
+                log.info(format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
                 if progress:
                     progress.update(task, completed=state.epoch, metrics=_short(row))
 
@@ -233,40 +233,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     finally:
         logger.finish(result)
     return result
-
-
-@functools.cache
-def _keep_freed_memory() -> None:
-    """Once per process, glibc's malloc (Linux): serve blocks up to 64 MB from the heap and keep up to 256 MB of freed heap, instead
-    of mapping large blocks fresh from the OS and handing freed ones back. A training step allocates and frees the
-    same tensors each time; returned to the OS, their pages are faulted in and zeroed again at every step. On this
-    project's CPU that cost a stacked 8-member cnn1d step 20-25% (500-780 thousand page faults in 60 epochs
-    against 114 thousand) and a solo run about 2%; the process keeps about 20 MB more. Elsewhere (macOS,
-    Windows, musl) nothing changes."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    mallopt(m_mmap_threshold, 64 << 20)
-    mallopt(m_trim_threshold, 256 << 20)
-
-
-@functools.cache
-def flush_denormals() -> None:
-    """Once per process, before torch starts its CPU threads (they inherit the setting, later calls reach only
-    the calling thread): subnormal floats are flushed to zero on the CPU, as TensorFlow does by default. Once a
-    network fits its training set, many gradients are exactly zero and Adam's first moments decay towards zero
-    by β₁ each step, into the subnormal range, where every arithmetic op on them takes a slow microcode path:
-    after 60 epochs of a 16-member MNIST-1D MLP stack, 18% of them were subnormal and an epoch took 105 instead
-    of 76 ms. Their share of an update is far below a weight's last bit, so results stay the same (the studies'
-    sweeps checked, see README). CUDA and MPS are unaffected."""
-    torch.set_flush_denormal(True)
 
 
 def build_run(cfg: DictConfig, run_dir: Path) -> Run:
@@ -283,7 +249,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> Run:
         # fills cost 2-3% of a solo cnn1d epoch and 5-7% of a stacked one.
         torch.utils.deterministic.fill_uninitialized_memory = False
 
-    _keep_freed_memory()
+    keep_freed_memory()
     flush_denormals()
 
     checkpoint.seed_everything(cfg.seed)
@@ -401,7 +367,7 @@ def train_epoch(run: Run, state: RunState) -> float:
             x, y = reg.transform_batch(x, y)
         with run.autocast():
             logits = run.forward(x)
-        loss = F.cross_entropy(logits.float(), y)  # y: class indices, or probability rows after mixup/smoothing
+        loss = cross_entropy(logits.float(), y)  # y: class indices, or probability rows after mixup/smoothing
         total = loss
         for reg in hooks["penalty"]:
             total = total + reg.penalty(model)
@@ -551,7 +517,7 @@ def final_result(run: Run, state: RunState) -> dict:
     return result
 
 
-def _finite(row: dict) -> dict:
+def finite_row(row: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
@@ -562,7 +528,7 @@ def _short(row: dict) -> str:
             f"val {row['val_acc']:.1%}")
 
 
-def _format_row(row: dict, max_epochs: int) -> str:
+def format_row(row: dict, max_epochs: int) -> str:
     return f"epoch {row['epoch']}/{max_epochs} step {row['step']} " + " ".join(
         f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float))
 

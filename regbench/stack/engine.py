@@ -13,11 +13,11 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
 from regbench import train as solo
+from regbench.loss import cross_entropy
 from regbench.models.layers import TrainingNoise
 from regbench.regularizers.base import soft_targets
 from regbench.stack.folded import (FoldedBatchNorm, FoldedConv1d, FoldedLinear, MaskLayer, UnfoldConv1d,
@@ -267,7 +267,7 @@ class Stack:
             views = self.param_views()
             tensors = {**dict(zip(self.param_names, views)), **self.buffers, **masks}
             logits = self._forward_each(tensors, xb)
-            loss = self._loss(logits, yb)
+            loss = cross_entropy(logits, yb)
             total = loss
             for hook, fn, values, covered, _ in self.forms:
                 if hook == "penalty":
@@ -348,11 +348,6 @@ class Stack:
             return torch.randn(shape, device=self.device) * module.std  # TrainingNoise's own draw
         return torch.ones(shape, device=self.device) if mode == "mul" else torch.zeros(shape, device=self.device)
 
-    @staticmethod
-    def _loss(logits, y):
-        K, b = logits.shape[:2]
-        target = y.reshape(K * b, *y.shape[2:])
-        return F.cross_entropy(logits.reshape(K * b, -1), target, reduction="none").view(K, b).mean(1)
 
     def _covered(self, views, covered):
         by_name = dict(zip(self.param_names, views))
@@ -453,11 +448,10 @@ class Stack:
             else:
                 logits = self._forward_each(tensors, x_table[x_index, i:i + batch])
             y = y_table[0, i:i + batch].expand(self.K, -1) if y_shared else y_table[y_index, i:i + batch]
-            K, b = y.shape
             if solo_sums:
-                loss_sum += torch.stack([F.cross_entropy(out, t, reduction="sum") for out, t in zip(logits.float(), y)])
+                loss_sum += torch.stack([cross_entropy(out, t, reduction="sum") for out, t in zip(logits.float(), y)])
             else:
-                loss_sum += F.cross_entropy(logits.float().reshape(K * b, -1), y.reshape(-1), reduction="none").view(K, b).sum(1)
+                loss_sum += cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(-1) == y).sum(1)
         self.template.train()
         losses = [v / n for v in loss_sum.double().tolist()] if solo_sums else (loss_sum / n).tolist()

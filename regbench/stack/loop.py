@@ -169,7 +169,7 @@ def _train_members(members: list[Member]) -> list[dict]:
             for m, row in zip(group, rows):
                 m.state.train_seconds += seconds
                 row["seconds"] = round(time.perf_counter() - m.wall_start, 3)
-                m.state.history.append(solo._finite(row))
+                m.state.history.append(solo.finite_row(row))
                 m.state.wall_seconds = time.perf_counter() - m.wall_start
             # All members checkpoint together when one is due (after epoch 1, at its end, every checkpoint_every_s),
             # so that after a kill they resume at one epoch and train on as one stack.
@@ -179,7 +179,7 @@ def _train_members(members: list[Member]) -> list[dict]:
                 _save_checkpoints(group)
             for m in group:
                 append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
-                log.info("%s: %s", m.run.run_dir.name, solo._format_row(m.state.history[-1], m.run.trainer.max_epochs),
+                log.info("%s: %s", m.run.run_dir.name, solo.format_row(m.state.history[-1], m.run.trainer.max_epochs),
                          extra={"epoch_line": True})
     except BaseException as e:
         for m in members:
