@@ -9,7 +9,7 @@ else
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install help lint run test test-slow test-all bench clean
+.PHONY: install help lint run test test-slow test-slurm test-all bench clean
 
 install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test, launcher and tracker extras (what `make` alone does)
 
@@ -32,11 +32,15 @@ run: install  ## train the default configuration: cnn1d on MNIST-1D, generated l
 # On every core (pytest-xdist); a test file, or the tests sharing a session's trained sweeps, stay on one worker.
 PYTEST  = $(PY) -m pytest -q -n auto --dist loadgroup
 
-test: install  ## the suite, without the slow end-to-end checks (those run in `make test-slow` and in CI)
-	$(PYTEST) -m "not slow"
+test: install  ## the suite, without the slow end-to-end checks and the SLURM ones (`make test-slow`, `make test-slurm`, CI)
+	$(PYTEST) -m "not slow and not slurm"
 
 test-slow: install  ## only the slow end-to-end checks
-	$(PYTEST) -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow
+	$(PYTEST) -m "slow and not slurm" || [ $$? -eq 5 ]  # 5: no test is marked slow
+
+# One test at a time: the jobs of a test share the local cluster's two cores. A missing cluster fails, not skips.
+test-slurm: install  ## the tests on a real SLURM cluster: run `tests/slurm/cluster.sh up` first (CI does)
+	REGBENCH_SLURM_REQUIRED=1 $(PY) -m pytest -q -p no:xdist -m slurm tests/slurm
 
 test-all: install  ## the whole suite, slow checks included
 	$(PYTEST)
