@@ -8,7 +8,8 @@ and what is allowed; the CLI prints it and exits with code 2.
 
 from __future__ import annotations
 
-import itertools
+import gc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from omegaconf import OmegaConf
 
 from regbench.errors import ConfigError, UserError
 
-#: A sweep larger than this is checked on its first jobs only (composition costs milliseconds per job).
-MAX_CHECKED_JOBS = 2000
+#: The parts of a configuration whose checks are costly (data, model): checked once per distinct setting.
+COSTLY_PARTS = ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")
+#: Trainer keys :func:`regbench.build.check` reads beyond :func:`regbench.build.check_run`'s.
+COSTLY_TRAINER_KEYS = ("trainer.precision", "trainer.channels_last", "trainer.device")
 
 
 @dataclass
@@ -28,11 +31,37 @@ class Plan:
     sweep_dir: Path | None  # hydra.sweep.dir for -m, else None
     finished: dict | None = None  # a single run already completed (or diverged): its result, nothing to train
     run_dir: Path | None = None  # a single run's directory
-    configs: list = field(default_factory=list)  # per job: its composed config, None if finished (or not checked)
-    config: object = None  # the first job's composed config
+    # per job: its composed config (a sweep's without Hydra's node, composed again when asked for: see JobConfigs),
+    # None if finished
+    configs: Sequence = field(default_factory=list)
+    config: object = None  # the first job's composed config, Hydra's node included
+    todo: int = 0  # jobs still to train (not finished)
+
+
+class JobConfigs(Sequence):
+    """A sweep's per-job configurations, as :meth:`Composer.compose_task` composes them, made again each time one
+    is asked for (about half a millisecond): holding the composed configs of a 10,000-job sweep took 150 KB a job.
+    A finished job's is None."""
+
+    def __init__(self, composer: Composer, jobs: list, finished: bytearray):
+        self.composer, self.jobs, self.finished = composer, jobs, finished
+
+    def __len__(self) -> int:
+        return len(self.finished)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if self.finished[index]:
+            return None
+        return self.composer.compose_task(list(self.jobs[index].overrides))
 
 
 def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False) -> Plan:
+    """Expand the command into its jobs and check every one of them; nothing is written.
+
+    A sweep's jobs are checked on their configuration without Hydra's node (:meth:`Composer.compose_task`),
+    which is all the checks and a job's id read; 2-4 ms and under 25 KB a job on a 2-core CPU (``benchmarks/precheck.py``)."""
     from regbench.sweep.jobs import command_jobs
 
     if not multirun:
@@ -49,18 +78,34 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
 
     sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir"))) if multirun else None
     known_dirs = not multirun or is_basic_sweeper(hydra_cfg)  # a sampler's job dirs depend on its draws
-    costly_checks_done: set[str] = set()
+    costly_checks_done: set = set()
     plan = Plan(jobs, sweep_dir)
     composer = Composer(config_name, overrides, hydra_cfg)
-    for job in itertools.islice(jobs, MAX_CHECKED_JOBS):
-        cfg = check_job(list(job.overrides), config_name, costly_checks_done, composer)
-        if known_dirs:
-            run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
-            plan.run_dir, plan.finished = run_dir, check_run_dir(run_dir, cfg)
-        plan.configs.append(cfg if plan.finished is None else None)
-        plan.config = cfg if plan.config is None else plan.config
+    finished = bytearray(len(jobs))
+    # Each job's config is garbage once checked, freed by the cycle collector (a node refers to its parent): the
+    # objects alive before the check (torch, Hydra, ...) are left out of its collections, which otherwise traversed
+    # them all, more often the larger the sweep (a third of the check's time at 6,000 jobs).
+    gc.freeze()
+    try:
+        for n, job in enumerate(jobs):
+            if n == 0 or not multirun:  # the first job's whole config: the command's mode, launcher, run dir
+                cfg = plan.config = check_job(list(job.overrides), config_name, costly_checks_done, composer)
+            else:
+                cfg = _check_task(list(job.overrides), costly_checks_done, composer)
+            done = None
+            if known_dirs:
+                run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
+                done = check_run_dir(run_dir, cfg)
+                if not multirun:
+                    plan.run_dir, plan.finished = run_dir, done
+            finished[n] = done is not None
+            plan.todo += done is None
+            if not multirun:
+                plan.configs = [cfg if done is None else None]
+    finally:
+        gc.unfreeze()
     if multirun:
-        plan.run_dir = plan.finished = None
+        plan.configs = JobConfigs(composer, jobs, finished)
     return plan
 
 
@@ -131,69 +176,152 @@ class Composer:
     their composition: Hydra composes once per distinct choice of config groups (with the command's fixed
     overrides), and each job's own values are then set on a copy, as Hydra sets value overrides after
     composing (an unknown key is refused, ``+key`` adds, ``~key`` removes). The command's own composition
-    (``fixed``, composed with its fixed overrides) serves the jobs that add nothing to it.
+    (``fixed``, composed with its fixed overrides) serves the jobs that add nothing to it. Each distinct
+    override is parsed once (Hydra's parser took 2 ms a job).
     """
 
     def __init__(self, config_name: str, command_overrides: list[str], fixed):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         self.config_name, self.parser = config_name, OverridesParser.create()
-        parsed = self.parser.parse_overrides(list(command_overrides))
+        self.parsed: dict[str, object] = {}  # override line → Hydra's Override
+        self.groups: dict[str, bool] = {}  # override key → names a config group
+        parsed = self.parse(list(command_overrides))
         self.fixed_lines = [o.input_line for o in parsed if not o.is_sweep_override()]
+        # a job's overrides hold the fixed ones as Hydra's sweeper writes them again ("~key" as "~key=null")
+        self.fixed_set = {*self.fixed_lines, *(_as_swept(o) for o in parsed if not o.is_sweep_override())}
         # A search path adds groups of its own: then every job is composed in full.
         self.shortcut = not any(o.get_key_element().lstrip("+~").startswith("hydra.searchpath") for o in parsed)
         self.cache = {tuple(self.fixed_lines): fixed}
+        self.tasks: dict[tuple, bytes | None] = {}  # groups → the pickled composition without Hydra's node
+
+    def parse(self, lines: list[str]) -> list:
+        """Hydra's parse of each line (each is parsed on its own, as Hydra's ``parse_overrides`` does), once per line."""
+        out = []
+        for line in lines:
+            o = self.parsed.get(line)
+            if o is None:
+                (o,) = self.parser.parse_overrides([line])
+                self.parsed[line] = o
+            out.append(o)
+        return out
+
+    def split(self, overrides: list[str]) -> tuple[tuple, list]:
+        """The job's config-group overrides (with the command's fixed ones: the key of its composition) and its own
+        value overrides, in order."""
+        own = [o for o in self.parse(overrides) if o.input_line not in self.fixed_set]
+        groups = tuple(self.fixed_lines + [o.input_line for o in own if self._is_group(o)])
+        return groups, [o for o in own if not self._is_group(o)]
+
+    def composition(self, groups: tuple):
+        from regbench.config import compose
+
+        if groups not in self.cache:
+            self.cache[groups] = compose(list(groups), self.config_name, return_hydra_config=True)
+        return self.cache[groups]
 
     def compose(self, overrides: list[str]):
+        """The job's configuration with Hydra's node, as Hydra composes it."""
         from regbench.config import compose, copy_config
 
         if not self.shortcut:  # a job's overrides hold no hydra.* ones (as Hydra's): add the command's
             hydra_lines = [line for line in self.fixed_lines if line.lstrip("+~").startswith(("hydra.", "hydra/"))]
             return compose([*hydra_lines, *overrides], self.config_name, return_hydra_config=True)
-        own = [o for o in self.parser.parse_overrides(overrides) if o.input_line not in self.fixed_lines]
-        groups = tuple(self.fixed_lines + [o.input_line for o in own if self._is_group(o)])
-        if groups not in self.cache:
-            self.cache[groups] = compose(list(groups), self.config_name, return_hydra_config=True)
-        cfg = copy_config(self.cache[groups])
-        for o in own:
-            if not self._is_group(o):
-                self._set(cfg, o)
+        groups, values = self.split(overrides)
+        cfg = copy_config(self.composition(groups))
+        self._set(cfg, values)
+        self._record(cfg, overrides)
+        return cfg
+
+    def _record(self, cfg, overrides: list[str]) -> None:
+        """The job's overrides in Hydra's node, as Hydra records them: ``hydra.overrides.task`` (the command's and the
+        job's, ``hydra.*`` ones left out) and ``hydra.job.override_dirname``."""
+        from hydra._internal.config_loader_impl import get_overrides_dirname
+        from omegaconf import open_dict
+
+        own = self.parse(overrides)
+        held = {line for o in own for line in (o.input_line, _as_swept(o))}
+        fixed = [line for line, o in zip(self.fixed_lines, self.parse(self.fixed_lines))  # a sampler's jobs: its draws only
+                 if line not in held and _as_swept(o) not in held]
+        task = [o for o in self.parse(fixed) + own if not o.is_hydra_override()]
+        od = cfg.hydra.job.config.override_dirname
+        with open_dict(cfg.hydra):
+            cfg.hydra.overrides.task = [o.input_line for o in task]
+            cfg.hydra.job.override_dirname = get_overrides_dirname(task, list(od.exclude_keys), od.item_sep, od.kv_sep)
+
+    def compose_task(self, overrides: list[str]):
+        """The job's configuration without Hydra's node (a tenth of the copy: Hydra's node is two thirds of a
+        composed config), which is everything the checks and the job's id read. A composition that refers to
+        Hydra's node (``${hydra.…}``), or a job's value that does, keeps the node (:meth:`compose`)."""
+        import pickle
+
+        if not self.shortcut:
+            return self.compose(overrides)
+        groups, values = self.split(overrides)
+        if groups not in self.tasks:
+            self.tasks[groups] = self._task(self.composition(groups))
+        blob = self.tasks[groups]
+        if blob is None or any("${" in str(o.value()) for o in values):
+            return self.compose(overrides)
+        cfg = pickle.loads(blob)
+        self._set(cfg, values)
         return cfg
 
     @staticmethod
-    def _is_group(o) -> bool:
+    def _task(composed) -> bytes | None:
+        import pickle
+
+        from omegaconf import open_dict
+
+        from regbench.config import copy_config
+
+        cfg = copy_config(composed)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            OmegaConf.to_container(cfg, resolve=True)  # resolves without Hydra's node
+        except Exception:
+            return None
+        return pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def costly_key(self, overrides: list[str]) -> tuple:
+        """Jobs with equal keys have equal settings for the costly checks (:data:`COSTLY_PARTS`): the same
+        composition and the same value overrides inside those parts."""
+        groups, values = self.split(overrides)
+        return groups, tuple(o.input_line for o in values if _costly(o.get_key_element().lstrip("+~")))
+
+    def _is_group(self, o) -> bool:
         from regbench.config import CONFIG_DIR
 
         key = o.get_key_element().lstrip("+~")
-        return "/" in key or (CONFIG_DIR / key).is_dir()
+        if key not in self.groups:
+            self.groups[key] = "/" in key or (CONFIG_DIR / key).is_dir()
+        return self.groups[key]
 
     @staticmethod
-    def _set(cfg, o) -> None:
-        from omegaconf import open_dict
+    def _set(cfg, values: list) -> None:
+        """The job's value overrides on its copy, with Hydra's own function (as Hydra applies them after composing:
+        an unknown key is refused, ``+key`` adds, ``~key`` removes)."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-        key = o.get_key_element()
-        if o.is_delete():
-            with open_dict(cfg):
-                parent, _, leaf = key.rpartition(".")
-                node = OmegaConf.select(cfg, parent) if parent else cfg
-                if node is None or leaf not in node:
-                    raise ConfigError(f"cannot delete {key}: no such key in the config")
-                del node[leaf]
-        elif o.is_add() or o.is_force_add():
-            with open_dict(cfg):
-                OmegaConf.update(cfg, key, o.value(), merge=True, force_add=True)
-        else:
-            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                raise ConfigError(f"unknown option {key!r} (no such key in the config; to add a new key use +{key}=...)")
-            OmegaConf.update(cfg, key, o.value(), merge=True)
+        if values:
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+
+
+def _as_swept(o) -> str:
+    """A fixed override as Hydra's basic sweeper writes it into every job's overrides."""
+    return f"{o.get_key_element()}={o.get_value_element_as_str()}"
+
+
+def _costly(key: str) -> bool:
+    return key.split(".")[0] in COSTLY_PARTS or key.startswith(COSTLY_TRAINER_KEYS)
 
 
 def check_job(overrides: list[str], config_name: str = "config", costly_checks_done: set | None = None,
               composer: Composer | None = None):
     """Compose one job (with Hydra's node, for its run dir) and check it; the costly checks (data, model)
     once per distinct setting. Returns the composed config."""
-    from regbench import build
-    from regbench.config import compose, to_yaml
+    from regbench.config import compose
 
     try:
         if composer is not None:
@@ -204,14 +332,34 @@ def check_job(overrides: list[str], config_name: str = "config", costly_checks_d
         raise
     except Exception as e:
         raise config_error(e) from None
+    _check(cfg, composer.costly_key(overrides) if composer is not None else None, costly_checks_done)
+    return cfg
+
+
+def _check_task(overrides: list[str], costly_checks_done: set, composer: Composer):
+    """:func:`check_job` on the job's configuration without Hydra's node (:meth:`Composer.compose_task`)."""
+    try:
+        cfg = composer.compose_task(overrides)
+    except UserError:
+        raise
+    except Exception as e:
+        raise config_error(e) from None
+    _check(cfg, composer.costly_key(overrides), costly_checks_done)
+    return cfg
+
+
+def _check(cfg, key, costly_checks_done: set | None) -> None:
+    from regbench import build
+    from regbench.config import to_yaml
+
     build.check_run(cfg)
-    parts = {k: cfg.get(k) for k in ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")}
-    key = to_yaml({k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in parts.items()})
+    if key is None:
+        parts = {k: cfg.get(k) for k in COSTLY_PARTS}
+        key = to_yaml({k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in parts.items()})
     if costly_checks_done is None or key not in costly_checks_done:
         build.check(cfg)
         if costly_checks_done is not None:
             costly_checks_done.add(key)
-    return cfg
 
 
 def _is_sweep(override: str) -> bool:

@@ -46,23 +46,27 @@ def plan_stacks(cfgs: list, parallel: int = 1) -> StackPlan:
 
     ``parallel``: jobs the launcher runs side by side; ``stack=auto`` cuts stacks so that at least that many
     units exist (each joblib worker trains a stack of its own)."""
-    from regbench.stack import MAX_STACK_CPU, stack_keys
+    from regbench.stack import MAX_STACK_CPU, key_text, stack_key, why_not_stackable
 
     plan = StackPlan()
     groups: dict[tuple, list[int]] = {}
-    candidates = []
-    for i, cfg in enumerate(cfgs):
+    by_text: dict[str, tuple] = {}  # as stack_keys: a key (which builds a meta model) once per key text
+    for i in range(len(cfgs)):
+        cfg = cfgs[i]  # each once: a sweep's configs are composed again when asked for (regbench.validate.JobConfigs)
         if cfg is None:
             continue
         if cfg.get("stack", 1) == 1:
             plan.alone.setdefault("stack=1", []).append(i)
-        else:
-            candidates.append(i)
-    for i, (key, why) in zip(candidates, stack_keys([cfgs[i] for i in candidates])):
+            continue
+        text = key_text(cfg)
+        if text not in by_text:
+            key = stack_key(cfg)
+            by_text[text] = (key, why_not_stackable(cfg) if key is None else None)
+        key, why = by_text[text]
         if key is None:
             plan.alone.setdefault(why, []).append(i)
         else:
-            groups.setdefault((key, cfgs[i].stack), []).append(i)
+            groups.setdefault((key, cfg.stack), []).append(i)
     cuts = {g: math.ceil(len(members) / (MAX_STACK_CPU if g[1] == "auto" else int(g[1]))) for g, members in groups.items()}
     solo = sum(len(v) for v in plan.alone.values())
     while solo + sum(cuts.values()) < parallel:  # auto: one stack per worker at least
@@ -107,8 +111,8 @@ def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list
         return
     stacks = []
     for members in plan.stacks:
-        stacks.append([{"dirname": dirnames[i], "run_id": run_id(cfgs[i]), "config": to_container(cfgs[i]),
-                        "overrides": list(overrides[i])} for i in members])
+        stacks.append([{"dirname": dirnames[i], "run_id": run_id(cfg), "config": to_container(cfg),
+                        "overrides": list(overrides[i])} for i in members for cfg in (cfgs[i],)])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"units": plan.units, "stacks": stacks})
 
@@ -206,15 +210,15 @@ def prepare(plan) -> None:
     from regbench.sweep.jobs import is_basic_sweeper
     from regbench.sweep.machine import parallel_jobs
 
-    todo = [c for c in plan.configs if c is not None]
-    if plan.sweep_dir is None or not todo or not is_basic_sweeper(todo[0]):
+    # plan.config: the first job's config with Hydra's node (the sweeper and launcher are every job's)
+    if plan.sweep_dir is None or not plan.todo or not is_basic_sweeper(plan.config):
         if plan.sweep_dir is not None:
             (Path(plan.sweep_dir) / PLAN_FILE).unlink(missing_ok=True)
         return
-    stacks = plan_stacks(plan.configs, parallel_jobs(todo[0].hydra.launcher, len(todo)))
+    stacks = plan_stacks(plan.configs, parallel_jobs(plan.config.hydra.launcher, plan.todo))
     jobs = plan.jobs[:len(plan.configs)]
     write_plan(plan.sweep_dir, stacks, [j.dirname for j in jobs], plan.configs, [j.overrides for j in jobs])
     from regbench.console import console
 
-    for line in describe(stacks, len(todo)):
+    for line in describe(stacks, plan.todo):
         console().print(line, markup=False, soft_wrap=True)

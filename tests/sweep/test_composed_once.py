@@ -96,3 +96,20 @@ def test_hydra_is_itself_again_after_a_command():
         assert Hydra.get_mode(None, "config", []) == "RUN"
         assert hydras() != before
     assert hydras() == before
+
+
+def test_hydras_own_batch_validation_composes_through_the_shortcut(loader_and_master):
+    """Hydra's sweepers validate a batch by calling ``load_sweep_config`` with keyword arguments, its launchers by
+    position: both reach the composed-once shortcut (a sweep Hydra validates itself once crashed with a TypeError)."""
+    from types import SimpleNamespace
+
+    from hydra.plugins.sweeper import Sweeper
+
+    loader, master = loader_and_master
+    sweeper = SimpleNamespace(hydra_context=SimpleNamespace(config_loader=loader), config=master)
+    with composed_once():
+        Sweeper.validate_batch_is_legal(sweeper, [job for job in JOBS])
+        by_name = loader.load_sweep_config(master_config=master, sweep_overrides=["seed=7"])
+        by_position = loader.load_sweep_config(master, ["seed=7"])
+    hydras = ConfigLoaderImpl.load_sweep_config(loader, master, ["seed=7"])
+    assert OmegaConf.to_container(by_name) == OmegaConf.to_container(by_position) == OmegaConf.to_container(hydras)
