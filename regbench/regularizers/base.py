@@ -30,15 +30,46 @@ the trainer seeds and saves in every checkpoint, so a resumed run draws the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """How K members' copies of a regularizer act at once when their runs train as one stack (:mod:`regbench.stack`).
+
+    ``hook`` is the one hook the regularizer overrides besides ``check``/``setup``/``transform_batch``; ``number`` the
+    attribute holding a member's setting (a strength, a norm bound) and ``identity`` the value that makes it do
+    nothing, which members without the regularizer get. ``apply`` works on member-first tensors, by hook:
+
+    - ``penalty``: ``apply(tensors, numbers) -> [K]`` losses, ``tensors`` the covered weights as ``[K, ...]``;
+    - ``after_backward``: ``apply(grad, numbers)`` in place, ``grad`` the flat gradients ``[K, N]``;
+    - ``before_step``: ``apply(tensors, numbers, lr)`` in place, ``lr`` each member's ``[K]``;
+    - ``after_step``: ``apply(tensors, numbers)`` in place.
+
+    ``numbers`` is ``[K]`` (float64). The covered weights are the regularizer's ``covered`` names (set in ``setup``),
+    or every parameter without that attribute. Write the formula once, member-first, and let the solo hook call it
+    on ``[p[None] for p in params]`` where its bits allow (tests/stack checks a form against its solo hook)."""
+
+    hook: str
+    apply: Callable
+    number: str
+    identity: float
 
 
 class Regularizer:
     """Base class: subclasses override the hooks they need. ``name`` is the config key."""
 
     name: str = "regularizer"
+    #: Its form in a stack of runs (:class:`Stacked`), if it overrides a hook besides check/setup/transform_batch.
+    stacked: ClassVar[Stacked | None] = None
+    #: Why it trains alone when its runs could otherwise stack (one line for the log), if it cannot stack.
+    solo_only: ClassVar[str | None] = None
 
     def check(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         pass

@@ -16,6 +16,8 @@ from regbench.regularizers.base import Regularizer
 class DropPath(Regularizer):
     """Asks the model for ``drop_path=p``; p = 0 builds no DropPath layer at all."""
 
+    solo_only = ("torchvision's StochasticDepth draws inside the forward pass; no stacked form yet (and only residual models use it)")
+
     def __init__(self, p: float = 0.1):
         check_range("p", p, 0, 1, high_inclusive=False)
         self.p = p

@@ -24,6 +24,8 @@ from regbench.regularizers.base import Regularizer
 class EMA(Regularizer):
     """Polyak averaging with a constant decay, the shadow starting at the initial weights."""
 
+    solo_only = ("evaluation swaps in a shadow model (eval_model) and its state is a second set of weights; no stacked form yet")
+
     def __init__(self, decay: float = 0.999):
         check_range("decay", decay, 0, 1, high_inclusive=False)
         self.decay = decay

@@ -13,11 +13,22 @@ import math
 import torch
 
 from regbench.errors import check_range
-from regbench.regularizers.base import Regularizer
+from regbench.regularizers.base import Regularizer, Stacked
+
+
+def clip_(grad, max_norm):
+    """Per member, clip_grad_norm_'s formula on flat gradients ``[K, N]``: scaled by max_norm / (‖g‖ + 1e-6) when that
+    is below 1; an infinite bound (a member without clipping) leaves its row as it is."""
+    total = torch.linalg.vector_norm(grad, 2, dim=1)
+    coef = (max_norm.to(grad.device, grad.dtype) / (total + 1e-6)).clamp(max=1.0)
+    coef = torch.where(torch.isinf(max_norm.to(grad.device)), torch.ones_like(coef), coef)
+    grad.mul_(coef[:, None])
 
 
 class GradClip(Regularizer):
     """``torch.nn.utils.clip_grad_norm_`` over every parameter, after each backward."""
+
+    stacked = Stacked("after_backward", clip_, number="max_norm", identity=math.inf)
 
     def __init__(self, max_norm: float = 1.0):
         check_range("max_norm", max_norm, 0, low_inclusive=False, allow_inf=True)  # inf: no clipping

@@ -17,13 +17,25 @@ import math
 import torch
 
 from regbench.errors import check_range
-from regbench.regularizers.base import Regularizer, decay_parameters
+from regbench.regularizers.base import Regularizer, Stacked, decay_parameters
 
 _WEIGHT_NORM_DIRECTION = "parametrizations.weight.original1"
 
 
+def max_norm_(tensors, c):
+    """Per member, torch.renorm's formula on member-first tensors: each unit's incoming weights (a slice along the
+    first dimension after the member's) scaled back to norm ≤ c[k]."""
+    for v in tensors:
+        norms = torch.linalg.vector_norm(v.flatten(2), 2, dim=2)  # [K, units]
+        cc = c.to(v.device, v.dtype)[:, None]
+        factor = torch.where(norms > cc, cc / (norms + 1e-7), torch.ones_like(norms))
+        v.mul_(factor.view(*factor.shape, *[1] * (v.ndim - 2)))
+
+
 class MaxNorm(Regularizer):
     """‖wᵢ‖₂ ≤ c for every unit i, enforced after each step (and once at setup)."""
+
+    stacked = Stacked("after_step", max_norm_, number="c", identity=math.inf)
 
     def __init__(self, c: float = 3.0):
         check_range("c", c, 0, low_inclusive=False, allow_inf=True)  # inf: no constraint

@@ -43,6 +43,8 @@ class WeightNoise(Regularizer):
     them too. On a weight-normalized layer the noise is added to the effective weight g·v/‖v‖.
     """
 
+    solo_only = ("its noise is a parametrization drawn inside the forward pass, which cannot draw from each member's own generator under vmap")
+
     def __init__(self, std: float = 0.01):
         check_range("std", std, 0)
         self.std = std

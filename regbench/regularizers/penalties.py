@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from regbench.errors import check_range
-from regbench.regularizers.base import Regularizer, decay_parameters
+from regbench.regularizers.base import Regularizer, Stacked, decay_parameters
 
 log = logging.getLogger("regbench")
 
@@ -39,8 +39,28 @@ class _WeightPenalty(Regularizer):
         return f"{self.name}: strength {self.strength} on {len(self.covered)} tensors: {', '.join(self.covered)}"
 
 
+def l2_penalty(tensors, strength):
+    """λ/2 · Σ‖w‖², per member: ``tensors`` member-first ``[K, ...]``, ``strength`` ``[K]``."""
+    return 0.5 * strength * sum(v.pow(2).flatten(1).sum(1) for v in tensors)
+
+
+def l1_penalty(tensors, strength):
+    """λ · Σ‖w‖₁, per member (member-first tensors)."""
+    return strength * sum(v.abs().flatten(1).sum(1) for v in tensors)
+
+
+def decay_(tensors, strength, lr):
+    """Decoupled decay w ← (1 − lr·λ) w in place, per member: lr and λ ``[K]`` float64, their product in double and
+    one cast to float32, as the solo hook's Python floats are."""
+    factor = (1.0 - lr * strength).to(torch.float32)
+    for v in tensors:
+        v.mul_(factor.to(v.device).view(-1, *[1] * (v.ndim - 1)))
+
+
 class L2(_WeightPenalty):
     """λ/2 · ‖w‖² added to the loss (Tikhonov; Krogh & Hertz 1992). Its gradient is λw."""
+
+    stacked = Stacked("penalty", l2_penalty, number="strength", identity=0.0)
 
     def penalty(self, model):
         if self.strength == 0:
@@ -50,6 +70,8 @@ class L2(_WeightPenalty):
 
 class L1(_WeightPenalty):
     """λ · ‖w‖₁ added to the loss (Tibshirani 1996): a constant pull to zero that makes weights sparse."""
+
+    stacked = Stacked("penalty", l1_penalty, number="strength", identity=0.0)
 
     def penalty(self, model):
         if self.strength == 0:
@@ -62,6 +84,8 @@ class WeightDecay(_WeightPenalty):
 
     With ``optimizer=adam`` this is exactly AdamW; with SGD it equals L2 (Loshchilov & Hutter 2019).
     """
+
+    stacked = Stacked("before_step", decay_, number="strength", identity=0.0)
 
     @torch.no_grad()
     def before_step(self, model, optimizer):

@@ -34,7 +34,7 @@ Floating point: batched kernels (bmm, the unfolded 1-D convolution used on CPU) 
 than the solo kernels, so stacked and solo runs agree to float tolerance, not bit for bit; a stacked
 run killed and resumed is exact on CPU.
 
-Trackers: the loggers (W&B) of a stack's members are opened one at a time, when the member ends: its
+Trackers: the loggers (W&B, TensorBoard, MLflow) of a stack's members are opened one at a time, when the member ends: its
 run receives the member's whole history and summary then (W&B allows one open run per process).
 
 Memory: a stack holds K copies of the parameters, their gradients and optimizer state, and K batches
@@ -43,7 +43,7 @@ half of the free memory by a conservative estimate (:func:`max_stack_size`). Lar
 into stacks trained one after the other.
 
 The package: :mod:`~regbench.stack.grouping` (which configurations stack), :mod:`~regbench.stack.forms`
-(each regularizer's stacked form), :mod:`~regbench.stack.folded` (the template's layers),
+(which regularizers stack: each declares its ``stacked`` form in its own module), :mod:`~regbench.stack.folded` (the template's layers),
 :mod:`~regbench.stack.engine` (one stack's epoch, optimizer and evaluation) and :mod:`~regbench.stack.loop`
 (members as runs: control, checkpoints, results).
 """

@@ -2,7 +2,7 @@
 
 :class:`Stack` builds the template (vmap over ``functional_call``, or folded: see :mod:`regbench.stack.folded`),
 steps the optimizer on the flat buffer with each member's lr, applies the regularizers' stacked forms
-(:mod:`regbench.stack.forms`), draws each member's batches and masks from its own generator, evaluates,
+by hook (each regularizer's ``stacked`` attribute, written in its own module), draws each member's batches and masks from its own generator, evaluates,
 and writes each member's weights and optimizer state back into its solo objects.
 """
 
@@ -23,7 +23,7 @@ from regbench.regularizers.base import soft_targets
 from regbench.stack.folded import (FoldedBatchNorm, FoldedConv1d, FoldedLinear, MaskLayer, UnfoldConv1d,
                                    attribute_slots, conv_norms, convertible_conv, foldable, input_shapes,
                                    set_submodule)
-from regbench.stack.forms import regularizer_forms
+from regbench.stack.forms import form_of
 from regbench.stack.grouping import is_random_slot
 
 
@@ -204,21 +204,21 @@ class Stack:
     def _init_regularizers(self):
         """One stacked form per regularizer slot (its kind, and which of that kind) any member has; a member
         without it gets the number that does nothing (strength 0, an infinite max norm)."""
-        forms, _ = regularizer_forms()
-        self.forms = []  # (hook, fn, numbers [K], names of the covered params, a member's regularizer)
+        self.forms = {}  # hook → [(its Stacked form, numbers [K], names of the covered params or None: all)]
         slots: dict[tuple, list] = {}  # (class, i-th of that class) → each member's regularizer or None
         for k, m in enumerate(self.members):
             seen: dict[type, int] = {}
             for reg in m.run.regs:
-                if type(reg) in forms:
+                if form_of(reg) is not None:
                     slot = (type(reg), seen.get(type(reg), 0))
                     seen[type(reg)] = slot[1] + 1
                     slots.setdefault(slot, [None] * self.K)[k] = reg
         for (cls, _), regs in slots.items():
-            hook, fn, attr, neutral, _ = forms[cls]
-            values = torch.tensor([neutral if r is None else float(getattr(r, attr)) for r in regs], dtype=torch.float64)
+            form = form_of(cls)
+            values = torch.tensor([form.identity if r is None else float(getattr(r, form.number)) for r in regs],
+                                  dtype=torch.float64)
             reg = next(r for r in regs if r is not None)
-            self.forms.append((hook, fn, values, getattr(reg, "covered", None), reg))
+            self.forms.setdefault(form.hook, []).append((form, values, getattr(reg, "covered", None)))
         self.transforms = any(m.run.hooks["transform_batch"] for m in self.members)
 
     # ----- views
@@ -269,23 +269,19 @@ class Stack:
             logits = self._forward_each(tensors, xb)
             loss = cross_entropy(logits, yb)
             total = loss
-            for hook, fn, values, covered, _ in self.forms:
-                if hook == "penalty":
-                    total = total + fn(None, self._covered(views, covered), values.to(self.device, loss.dtype))
+            for form, values, covered in self.forms.get("penalty", ()):
+                total = total + form.apply(self._covered(views, covered), values.to(self.device, loss.dtype))
             self.P.grad = None
             total.sum().backward()
             with torch.no_grad():
                 lr = lrs[s]
-                for hook, fn, values, covered, _ in self.forms:
-                    if hook == "after_backward":
-                        self._clip(values)
-                for hook, fn, values, covered, _ in self.forms:
-                    if hook == "before_step":
-                        self._decay(lr, values, covered)
+                for form, values, _ in self.forms.get("after_backward", ()):
+                    form.apply(self.P.grad, values)
+                for form, values, covered in self.forms.get("before_step", ()):
+                    form.apply(self._covered(self.param_views(self.P.detach()), covered), values, lr)
                 self._optimizer_step(lr)
-                for hook, fn, values, covered, _ in self.forms:
-                    if hook == "after_step":
-                        self._max_norm(values, covered)
+                for form, values, covered in self.forms.get("after_step", ()):
+                    form.apply(self._covered(self.param_views(self.P.detach()), covered), values)
                 loss_sum += loss.detach()
         for m in members:
             m.state.step += len(batches)
@@ -350,33 +346,10 @@ class Stack:
 
 
     def _covered(self, views, covered):
+        if covered is None:  # a regularizer without a `covered` list acts on every parameter
+            return list(views)
         by_name = dict(zip(self.param_names, views))
         return [by_name[n] for n in covered]
-
-    def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return values.to(like.device, like.dtype).view(-1, *[1] * (like.ndim - 1))
-
-    def _clip(self, max_norm):
-        """Gradient clipping by each member's global norm (clip_grad_norm_'s formula)."""
-        g = self.P.grad
-        total = torch.linalg.vector_norm(g, 2, dim=1)
-        coef = (max_norm.to(g.device, g.dtype) / (total + 1e-6)).clamp(max=1.0)
-        coef = torch.where(torch.isinf(max_norm.to(g.device)), torch.ones_like(coef), coef)
-        g.mul_(coef[:, None])
-
-    def _decay(self, lr, strength, covered):
-        """Decoupled weight decay: w ← (1 − lr·λ) w on the covered tensors, each member its own lr and λ."""
-        factor = (1.0 - lr * strength).to(torch.float32)  # as solo: the product in double, then one cast
-        for v in self._covered(self.param_views(self.P.detach()), covered):
-            v.mul_(self._per_member(factor, v))
-
-    def _max_norm(self, c, covered):
-        """Max-norm: each unit's incoming weights scaled back to norm ≤ c (torch.renorm's formula)."""
-        for v in self._covered(self.param_views(self.P.detach()), covered):
-            norms = torch.linalg.vector_norm(v.flatten(2), 2, dim=2)  # [K, units]
-            cc = c.to(v.device, v.dtype)[:, None]
-            factor = torch.where(norms > cc, cc / (norms + 1e-7), torch.ones_like(norms))
-            v.mul_(factor.view(*factor.shape, *[1] * (v.ndim - 2)))
 
     def _optimizer_step(self, lr: torch.Tensor):
         """One optimizer step on the flat stack, torch's single-tensor formulas with a per-member lr."""

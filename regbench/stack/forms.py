@@ -1,67 +1,60 @@
-"""What each regularizer does in a stack: its stacked form, or why it trains alone.
+"""Which regularizers stack, read off the regularizers themselves.
 
-A form is the hook where the regularizer acts (a penalty added to the loss, or a step around the optimizer's:
-clipping after backward, decoupled decay before the step, max-norm after it), the member's number it reads, and
-the number that makes it do nothing, so that members with and without it share one stack. The non-penalty hooks
-are carried out by :class:`regbench.stack.engine.Stack` on the flat parameters. A regularizer that only
-transforms batches (augmentations, mixup, label smoothing's targets) needs no form: each member calls its own
-``transform_batch``. A new regularizer that overrides another hook trains solo, with the reason in the log,
-until it has an entry here.
+A regularizer that only transforms batches (augmentations, mixup, label smoothing's targets) or asks the model
+for layers (dropout, noise slots) stacks as it is: each member calls its own hooks, its masks drawn per member.
+One that acts on the weights or the step declares its stacked form as the class attribute ``stacked``
+(:class:`regbench.regularizers.base.Stacked`: the hook, the member's number, the number that does nothing, and
+the member-first formula), written in its own module beside the solo hook; :class:`regbench.stack.engine.Stack`
+calls it by hook. One that cannot stack says why in ``solo_only``; any other that overrides a weight or step
+hook trains alone, with that reason in the log.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 
-from regbench.regularizers.base import Regularizer
-
-
-def _penalty_l2(reg, views, strength):
-    return 0.5 * strength * sum(v.pow(2).flatten(1).sum(1) for v in views)
-
-
-def _penalty_l1(reg, views, strength):
-    return strength * sum(v.abs().flatten(1).sum(1) for v in views)
-
-
-def regularizer_forms() -> tuple[dict, dict]:
-    """(stacked forms keyed by class, reasons keyed by class for those that train solo).
-
-    A form is (hook, penalty function, the attribute holding the member's number, the number that makes it
-    do nothing, its config): a member without the regularizer trains with that number, exactly as without."""
-    from regbench.regularizers import drop_path, ema, grad_clip, max_norm, noise, penalties
-
-    forms = {
-        penalties.L2: ("penalty", _penalty_l2, "strength", 0.0, "l2"),
-        penalties.L1: ("penalty", _penalty_l1, "strength", 0.0, "l1"),
-        penalties.WeightDecay: ("before_step", None, "strength", 0.0, "weight_decay"),
-        grad_clip.GradClip: ("after_backward", None, "max_norm", math.inf, "grad_clip"),
-        max_norm.MaxNorm: ("after_step", None, "c", math.inf, "max_norm"),
-    }
-    reasons = {
-        ema.EMA: "evaluation swaps in a shadow model (eval_model) and its state is a second set of weights; "
-                 "no stacked form yet",
-        noise.WeightNoise: "its noise is a parametrization drawn inside the forward pass, which cannot draw "
-                           "from each member's own generator under vmap",
-        drop_path.DropPath: "torchvision's StochasticDepth draws inside the forward pass; no stacked form yet "
-                            "(and only residual models use it)",
-    }
-    return forms, reasons
-
+from regbench.regularizers.base import Regularizer, Stacked
 
 #: Hooks that need a stacked form; ``transform_batch`` never does (it is called per member).
 _FORM_HOOKS = ("penalty", "after_backward", "before_step", "after_step", "eval_model")
 
 
+def form_of(reg_or_cls) -> Stacked | None:
+    cls = reg_or_cls if isinstance(reg_or_cls, type) else type(reg_or_cls)
+    return cls.stacked if cls.solo_only is None else None
+
+
+@functools.cache
+def catalog_forms() -> dict[type, str]:
+    """The regularizer classes of regbench's own catalog (``conf/regularizer/``) that have a stacked form, each with
+    the name of its config file (whose settings a member without it is keyed with)."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from regbench.config import CONFIG_DIR
+
+    found: dict[type, str] = {}
+    for path in sorted((CONFIG_DIR / "regularizer").glob("*.yaml")):
+        for name, node in (OmegaConf.to_container(OmegaConf.load(path)) or {}).items():
+            target = node.get("_target_") if isinstance(node, dict) else None
+            if not target:
+                continue
+            try:
+                cls = get_class(target)
+            except Exception:
+                continue
+            if form_of(cls) is not None and cls not in found:
+                found[cls] = path.stem
+    return found
+
+
 def regularizer_reason(reg: Regularizer) -> str | None:
     """Why this regularizer cannot train stacked, or None if it can."""
-    forms, reasons = regularizer_forms()
     cls = type(reg)
-    if cls in reasons:
-        return f"regularizer {reg.name}: {reasons[cls]}"
-    if cls in forms:
-        return None
-    needs = [h for h in _FORM_HOOKS if reg.overrides(h)]
+    if cls.solo_only is not None:
+        return f"regularizer {reg.name}: {cls.solo_only}"
+    form = form_of(cls)
+    needs = [h for h in _FORM_HOOKS if reg.overrides(h) and (form is None or h != form.hook)]
     if needs:
         return f"regularizer {reg.name} ({cls.__name__}) overrides {', '.join(needs)}, which has no stacked form"
     if reg.overrides("state_dict"):

@@ -13,7 +13,7 @@ from torch import nn
 from regbench import build
 from regbench.config import CONFIG_DIR, to_container, to_yaml
 from regbench.models.layers import TrainingNoise
-from regbench.stack.forms import regularizer_forms, regularizer_reason
+from regbench.stack.forms import catalog_forms, form_of, regularizer_reason
 
 MAX_STACK_CPU = 64  # beyond this the batched kernels gain nothing on a CPU and memory grows for nothing
 SUPPORTED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
@@ -132,14 +132,18 @@ def _form_settings(cfg: DictConfig, regs) -> dict:
     its default config's when it has none (trained with the number that does nothing). Members may differ
     in which regularizers they have: augmentations and mixup run per member, dropout and noise are masks
     drawn per member, and what changes the network (normalization layers) is in the model's signature."""
-    forms, _ = regularizer_forms()
     reg_cfg = to_container(cfg.regularizer) if cfg.get("regularizer") else {}
+    kinds = {**catalog_forms(), **{type(r): None for r in regs if form_of(r) is not None and type(r) not in catalog_forms()}}
     out = {}
-    for cls, (*_, default) in forms.items():
+    for cls, default in kinds.items():
         present = [_settings(reg_cfg.get(r.name)) for r in regs if type(r) is cls]
         if not present:
             present = [_default_settings(default)]
-        out[cls.__name__] = present
+        elif default is None:  # a user's regularizer (not in regbench's catalog): its default is unknown here, so
+            present = [{k: v for k, v in p.items() if k != "_target_"} for p in present]  # only settings beyond its
+            if not any(present):  # class key it; without any, members with and without it share a stack
+                continue
+        out[f"{cls.__module__}.{cls.__qualname__}"] = present
     return out
 
 
