@@ -143,6 +143,12 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
                 return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
             except UserError as e:
                 _error(str(e))
+        if args.multirun and not tuned_phase and _nothing_to_launch(plan):
+            from regbench.sweep.end import end_of_sweep
+
+            import time
+
+            return end_of_sweep(plan.sweep_dir, [], started=time.time())  # Hydra would rewrite every job's folder (.hydra/, its log) for nothing
         if args.multirun:
             from regbench.sweep.stacks import prepare
 
@@ -165,6 +171,17 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
             return 1 if any(status == "failed" for _, status in app.JOB_STATUSES) else 0
         return end_of_sweep(plan.sweep_dir if plan else None, app.JOB_STATUSES)
     return 1 if any(status == "failed" for _, status in app.JOB_STATUSES) else 0
+
+
+def _nothing_to_launch(plan) -> bool:
+    """Every job of this sweep finished earlier, in the sweep Hydra launched last into this dir (its multirun.yaml
+    lists the same jobs): the table is all that is left, and a finished job's folder may even be read-only."""
+    from regbench.sweep.jobs import is_basic_sweeper, sweep_jobs
+
+    if plan.todo or plan.sweep_dir is None or not is_basic_sweeper(plan.config):
+        return False
+    launched = sweep_jobs(plan.sweep_dir)
+    return launched is not None and [j.dirname for j in launched] == [j.dirname for j in plan.jobs]
 
 
 def status(argv: list[str]) -> int:

@@ -108,3 +108,20 @@ def test_a_plan_file_replaced_by_a_directory_is_one_line(run_sweep):
     assert out.returncode == 2, out.stderr[-2000:]
     (line,) = out.stderr.strip().splitlines()
     assert PLAN_FILE in line and "directory" in line, line
+
+
+def test_a_completed_sweep_with_a_read_only_member_is_reported_not_relaunched(run_sweep, tmp_path):
+    """Row 8: re-running a finished sweep launches nothing (Hydra would reopen each job's log) and prints its table."""
+    out, sweep_dir = run_sweep(*TINY, "model=mlp", "seed=0,1")
+    assert out.returncode == 0, out.stderr[-2000:]
+    member = sorted(p.parent for p in sweep_dir.glob("*/result.json"))[0]
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", "-o", "ro", str(member), str(member)]).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        before = {p: p.read_bytes() for p in member.rglob("*") if p.is_file()}
+        out, _ = run_sweep(*TINY, "model=mlp", "seed=0,1")
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "2 completed" in out.stdout and "2 finished by an earlier run" in out.stdout, out.stdout
+        assert {p: p.read_bytes() for p in member.rglob("*") if p.is_file()} == before
+    finally:
+        subprocess.run(["umount", "-l", str(member)])
