@@ -215,9 +215,15 @@ def prepare(plan) -> None:
         if plan.sweep_dir is not None:
             (Path(plan.sweep_dir) / PLAN_FILE).unlink(missing_ok=True)
         return
-    stacks = plan_stacks(plan.configs, parallel_jobs(plan.config.hydra.launcher, plan.todo))
-    jobs = plan.jobs[:len(plan.configs)]
-    write_plan(plan.sweep_dir, stacks, [j.dirname for j in jobs], plan.configs, [j.overrides for j in jobs])
+    import gc
+
+    gc.freeze()  # as the pre-check: each job's config is cyclic garbage; its collections leave older objects out
+    try:
+        stacks = plan_stacks(plan.configs, parallel_jobs(plan.config.hydra.launcher, plan.todo))
+        jobs = plan.jobs[:len(plan.configs)]
+        write_plan(plan.sweep_dir, stacks, [j.dirname for j in jobs], plan.configs, [j.overrides for j in jobs])
+    finally:
+        gc.unfreeze()
     from regbench.console import console
 
     for line in describe(stacks, plan.todo):
