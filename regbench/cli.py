@@ -20,6 +20,8 @@ commands:
                            regbench run experiment=label_corruption -m             (a named study)
                            regbench run debug=tiny                                 (a smoke test in seconds)
                          `regbench run --help` lists the config groups and their options.
+  submit [OVERRIDES]     submit a sweep to SLURM as one job array and return (hydra/launcher=slurm), e.g.
+                           regbench submit seed=0,1,2 regularizer=none,dropout hydra.launcher.partition=gpu
   status SWEEP_DIR       how many runs of a sweep are completed, running, failed, pending
   results SWEEP_DIR      collect a sweep into results.csv/.parquet and configs.csv (mean ± std over seeds)
   report SWEEP_DIR       write report.md / report.html with ablation tables and figures
@@ -212,7 +214,13 @@ def _one_line_errors(command, ns) -> int:
         _error(str(e))
 
 
-COMMANDS = {"run": run, "status": status, "results": results, "report": report}
+def submit(argv: list[str]) -> int:
+    from regbench.sweep import submit as command
+
+    return command.main(argv)
+
+
+COMMANDS = {"run": run, "submit": submit, "status": status, "results": results, "report": report}
 
 
 def entry() -> int:
