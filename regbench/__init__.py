@@ -1,3 +1,3 @@
 """regbench: reproducible ablation studies of deep-learning regularization."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -104,3 +104,15 @@ def test_unknown_command_exits_2():
 def test_config_inspection_flags_pass_through_to_hydra():
     out = run_cli("run", "--cfg", "job", "model=mlp")
     assert out.returncode == 0 and "_target_: regbench.models.mlp.MLP" in out.stdout
+
+
+def test_version_is_the_release_and_results_carry_it(tmp_path):
+    import regbench
+    from helpers import TINY
+
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"regbench {regbench.__version__}" == "regbench 0.2.0"
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert f"## {regbench.__version__} " in changelog  # the release says what changed
+    assert run_cli("run", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path).returncode == 0
+    assert read_result(tmp_path / "run")["regbench_version"] == "0.2.0"
