@@ -173,6 +173,66 @@ def _quietly(submit):
     return None, f"{said}\n{error}"
 
 
+#: sacct's states, as `regbench status` names them.
+SLURM_STATES = {"PENDING": "pending", "RUNNING": "running", "REQUEUED": "requeued", "COMPLETING": "running",
+                "COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled", "TIMEOUT": "timed out",
+                "PREEMPTED": "requeued", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed",
+                "DEADLINE": "timed out", "SUSPENDED": "pending", "REQUEUE_HOLD": "pending"}
+
+
+def slurm_view(sweep_dir: Path) -> list[str]:
+    """Lines for `regbench status`: the SLURM states of the tasks of the sweep's last submission (sacct), with the
+    overrides of each task that failed, was cancelled or timed out; [] when the sweep was not submitted."""
+    manifest = read_manifest(sweep_dir)
+    if manifest is None:
+        return []
+    array = str(manifest.get("array_job_id", ""))
+    if shutil.which("sacct") is None:
+        return [f"SLURM array {array}: sacct is not on PATH here (run `regbench status` where SLURM's tools are)"]
+    try:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-D", "-j", array, "-o", "JobID,State"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [f"SLURM array {array}: sacct did not answer ({e})"]
+    if out.returncode:
+        return [f"SLURM array {array}: sacct failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}"]
+    attempts: dict[str, list[str]] = {}
+    for line in out.stdout.splitlines():
+        job_id, _, state = line.partition("|")
+        for task in _array_tasks(job_id):  # pending tasks come as one line: 59_[1-3%1]
+            attempts.setdefault(task, []).append(SLURM_STATES.get(state.split()[0] if state else "", state.lower() or "?"))
+    states = {}
+    for task in manifest["tasks"]:
+        seen = attempts.get(str(task.get("job_id")), [])
+        states[task["job_id"]] = seen[-1] if seen else "pending"  # not in the accounting yet
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    requeued = sum("requeued" in seen[:-1] for seen in attempts.values())
+    order = ["pending", "running", "requeued", "completed", "failed", "cancelled", "timed out"]
+    summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=lambda s: order.index(s) if s in order else 99))
+    lines = [f"SLURM array {array} ({len(states)} task(s)): {summary}" + (f"; {requeued} requeued before" if requeued else "")]
+    by_id = {t["job_id"]: t for t in manifest["tasks"]}
+    for job_id, state in states.items():
+        if state in ("failed", "cancelled", "timed out"):
+            lines.append(f"  {state} {job_id}: {' '.join(by_id[job_id].get('overrides', []))}"
+                         + ("   (submit the same command again to run it)" if state != "failed" else ""))
+    return lines
+
+
+def _array_tasks(job_id: str) -> list[str]:
+    """``59_3`` → [59_3]; ``59_[1-3,7%2]`` → [59_1, 59_2, 59_3, 59_7]; anything else as it is."""
+    array, _, tasks = job_id.partition("_")
+    if not (tasks.startswith("[") and tasks.endswith("]")):
+        return [job_id]
+    out = []
+    for part in tasks[1:-1].split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            out += [f"{array}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return out
+
+
 def read_manifest(sweep_dir: Path) -> dict | None:
     path = Path(sweep_dir) / MANIFEST
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -49,6 +50,8 @@ def test_a_submitted_sweep_returns_before_its_jobs_end_and_completes_with_the_ba
 
     records = wait_for(lambda: ended(array), 240, "every task to end", every=1)
     assert all(r["state"] == "COMPLETED" for r in records), records
+    status = run_cli("status", str(sweep_dir)).stdout
+    assert f"SLURM array {array} (4 task(s)): 4 completed" in status and "4 runs: 4 completed" in status, status
     out = run_cli("results", str(sweep_dir))
     assert out.returncode == 0, out.stderr[-3000:]
     assert_same_results(basic, sweep_dir)
@@ -67,3 +70,37 @@ def test_a_partition_that_does_not_exist_is_one_line_and_nothing_is_submitted(tm
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-3000:]
     assert out.stderr.startswith("regbench: error: SLURM refused the submission") and out.stderr.count("\n") == 1, out.stderr
     assert not (sweep_dir / MANIFEST).exists()
+
+
+def test_status_shows_cancelled_jobs_and_submitting_again_runs_only_them(tmp_path):
+    """Solo jobs one at a time (array_parallelism=1); the array is cancelled once its first job has finished: status
+    joins SLURM's view (1 completed, the others cancelled), and the same submit command completes the others,
+    leaving the finished run as it was."""
+    args = (*SWEEP, "stack=1", "hydra.launcher.array_parallelism=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli("submit", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    array = read_manifest(sweep_dir)["array_job_id"]
+    first = wait_for(lambda: next(sweep_dir.glob("*/result.json"), None), 180, "the first job's result", every=0.2)
+    wait_for(lambda: [r for r in sacct(f"{array}_0") if r["job_id"] == f"{array}_0" and r["state"] == "COMPLETED"], 60,
+             "the first job's end", every=0.2)
+    subprocess.run(["scancel", array], check=True)
+    wait_for(lambda: ended(array), 120, "the cancelled array to end", every=0.5)
+    out = run_cli("status", str(sweep_dir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = next(line for line in out.stdout.splitlines() if line.startswith(f"SLURM array {array}"))
+    assert "1 completed" in summary and "cancelled" in summary and "failed" not in summary, out.stdout
+    assert out.stdout.count(f"cancelled {array}_") == 4 - 1 - summary.count("running"), out.stdout
+
+    finished_at = read_result(first.parent)["finished_at"]
+    out = run_cli("submit", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    second = read_manifest(sweep_dir)["array_job_id"]
+    assert second != array
+    records = wait_for(lambda: ended(second), 240, "the second submission to end", every=1)
+    assert all(r["state"] == "COMPLETED" for r in records), records
+    results = [read_result(p.parent) for p in sweep_dir.glob("*/result.json")]
+    assert len(results) == 4 and all(r["status"] == "completed" for r in results)
+    assert read_result(first.parent)["finished_at"] == finished_at  # not retrained
+    status = run_cli("status", str(sweep_dir)).stdout
+    assert f"SLURM array {second} (4 task(s)): 4 completed" in status, status
