@@ -111,7 +111,8 @@ def _submit(launcher, job_overrides, initial_job_idx: int, command: str) -> tupl
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     executor.update_parameters(**{k if k in base else f"{launcher._EXECUTOR}_{k}": v for k, v in params.items()})
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    job_params = [(list(o), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{initial_job_idx + i}", Singleton.get_state())
+    state = Singleton.get_state()  # the same for every job (the plugin takes it per job: 15 ms each here)
+    job_params = [(list(o), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{initial_job_idx + i}", state)
                   for i, o in enumerate(job_overrides)]
     jobs, refused = _quietly(lambda: executor.map_array(launcher, *zip(*job_params)))
     if refused is not None:  # sbatch refused it: a partition that does not exist, an account, ...
