@@ -226,10 +226,6 @@ class Stack:
         P = self.P if P is None else P
         return [v.view(self.K, *s) for v, s in zip(torch.split(P, self.sizes, 1), self.shapes)]
 
-    def _named(self, views, names):
-        d = dict(zip(self.param_names, views))
-        return {n: d[n] for n in names}
-
     # ----- random slots
     def _slot_shapes(self, batch: torch.Size) -> list[tuple[str, tuple]]:
         """(path, shape) of each random slot in the order a forward pass calls it, for one member's batch."""

@@ -111,11 +111,21 @@ def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tm
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
     splits = ("train_eval", "val")
     batch = configs[0].trainer.eval_batch_size
+    got = stack.evaluate(*splits)
+    stack.write_back(optimizer=False)  # each member's solo model now holds its stacked weights
+    for split, (losses, accs) in zip(splits, got, strict=True):
+        for k, m in enumerate(stack.members):  # against the solo loop's own evaluation of that member
+            x, y = m.run.train_subset() if split == "train_eval" else (m.run.data.x_val, m.run.data.y_val)
+            solo_numbers = solo.evaluate(m.run.eval_model(), x, y, batch)
+            if folded and model == "mlp":  # bit for bit
+                assert (losses[k], accs[k]) == solo_numbers, (split, k)
+            else:
+                assert (losses[k], accs[k]) == pytest.approx(solo_numbers, rel=1e-5), (split, k)
     if folded and model == "cnn1d":  # on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
         expected = [stack._evaluate_batched(split, min(batch, EVAL_ROWS_CPU // 3)) for split in splits]
     else:  # member by member under vmap; a folded MLP batched, with solo's numbers
         expected = stack._evaluate_each(splits, batch)
-    assert stack.evaluate(*splits) == expected
+    assert got == expected
     if folded and model == "mlp":
         assert [stack._evaluate_batched(split, batch, solo_sums=True) for split in splits] == expected
     for split, each in zip(splits, stack._evaluate_each(splits, 64), strict=True):
