@@ -1,9 +1,10 @@
 """One stack: K members' parameters as one flat ``[K, N]`` leaf, trained an epoch at a time together.
 
 :class:`Stack` builds the template (vmap over ``functional_call``, or folded: see :mod:`regbench.stack.folded`),
-steps the optimizer on the flat buffer with each member's lr, applies the regularizers' stacked forms
-by hook (each regularizer's ``stacked`` attribute, written in its own module), draws each member's batches and masks from its own generator, evaluates,
-and writes each member's weights and optimizer state back into its solo objects.
+steps the optimizer on the flat buffer with each member's lr, applies the regularizers' stacked forms by hook
+(each regularizer's ``stacked`` attribute, written in its own module), draws each member's batches and masks
+from its own generator, evaluates, and writes each member's weights and optimizer state back into its solo
+objects.
 """
 
 from __future__ import annotations
