@@ -134,3 +134,22 @@ def test_without_the_preset_a_late_signal_fails_or_requeues_the_finished_job(tmp
         pytest.skip("the signal came after the job's process had exited: nothing to show")
     assert states == ["FAILED"] or "REQUEUED" in states, states
     assert read_result(next(sweep_dir.glob("*/result.json")).parent)["status"] == "completed"
+
+
+def test_a_job_reaching_its_time_limit_is_requeued_and_resumes(tmp_path):
+    """hydra/launcher=slurm with a 1-minute limit: SLURM signals the job `signal_delay_s` (here 30) seconds before it
+    (slurmctld looks about every 30 s), submitit counts a time-out and requeues it (max_num_timeout: 20), and the job
+    resumes from last.pt until its run completes; every epoch is logged once. Minutes, as time limits are."""
+    epochs = 700  # about 0.1 s an epoch for a stack of 2 here: more than one attempt
+    process, sweep_dir = start_sweep(tmp_path, "model=mlp", "seed=0,1", f"trainer.max_epochs={epochs}",
+                                     "trainer.early_stopping.patience=null", "trainer.progress=false", "trainer.num_threads=1",
+                                     "logger=none", "hydra/launcher=slurm", "hydra.launcher.timeout_min=1",
+                                     "hydra.launcher.signal_delay_s=30")
+    finish(process, timeout=540)
+    tasks = {j: attempts(j) for j in job_ids(sweep_dir)}
+    assert any("REQUEUED" in states for states in tasks.values()), tasks
+    assert "this job is timed-out" in "".join(_job_log(sweep_dir, j) for j in tasks)  # a time-out, not a preemption
+    for run_dir in sorted(p.parent for p in sweep_dir.glob("*/result.json")):
+        result = read_result(run_dir)
+        assert result["status"] == "completed" and result["epochs_run"] == epochs
+        assert [m["epoch"] for m in read_metrics(run_dir)] == list(range(1, epochs + 1))
