@@ -119,8 +119,12 @@ def _submit(launcher, job_overrides, initial_job_idx: int, command: str) -> tupl
         lines = [line.strip() for line in refused.splitlines() if "sbatch: error" in line] or \
             [line.strip() for line in refused.splitlines() if line.strip()]
         raise UserError(f"SLURM refused the submission: {lines[-1] if lines else 'sbatch failed'}")
+    from regbench.sweep.jobs import sweep_jobs
+
+    dirnames = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}  # from multirun.yaml, as Hydra wrote it
     manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "command": command, "submitted_at": time.time(),
-                "tasks": [{"job_id": j.job_id, "overrides": filter_overrides(list(o))} for j, o in zip(jobs, job_overrides)]}
+                "tasks": [{"job_id": j.job_id, "run_dir": dirnames.get(tuple(o)), "overrides": filter_overrides(list(o))}
+                          for j, o in zip(jobs, job_overrides)]}
     from regbench.files import write_json
 
     write_json(sweep_dir / MANIFEST, manifest)
@@ -216,9 +220,24 @@ def slurm_view(sweep_dir: Path) -> list[str]:
     by_id = {t["job_id"]: t for t in manifest["tasks"]}
     for job_id, state in states.items():
         if state in ("failed", "cancelled", "timed out"):
-            lines.append(f"  {state} {job_id}: {' '.join(by_id[job_id].get('overrides', []))}"
-                         + ("   (submit the same command again to run it)" if state != "failed" else ""))
+            task = by_id[job_id]
+            run = _run_status(Path(sweep_dir), task.get("run_dir"))
+            if run in ("completed", "diverged"):
+                note = f"   (its run {run} before that)"
+            else:
+                note = "   (submit the same command again to run it)" if state != "failed" else ""
+            lines.append(f"  {state} {job_id}: {task.get('run_dir') or ' '.join(task.get('overrides', []))}{note}")
     return lines
+
+
+def _run_status(sweep_dir: Path, dirname: str | None) -> str | None:
+    """The status a run's result.json records (None: no run dir known, no result yet, or not readable)."""
+    if not dirname:
+        return None
+    try:
+        return json.loads((sweep_dir / dirname / "result.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _array_tasks(job_id: str) -> list[str]:

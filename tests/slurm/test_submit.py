@@ -41,6 +41,7 @@ def test_a_submitted_sweep_returns_before_its_jobs_end_and_completes_with_the_ba
     manifest = read_manifest(sweep_dir)
     array = manifest["array_job_id"]
     assert [t["job_id"] for t in manifest["tasks"]] == [f"{array}_{i}" for i in range(4)]
+    assert sorted(t["run_dir"] for t in manifest["tasks"]) == sorted(p.name for p in basic.iterdir() if p.is_dir())
     assert all("seed=0" in t["overrides"] or "seed=1" in t["overrides"] for t in manifest["tasks"])
     assert "regbench submit" in manifest["command"]
 
@@ -90,7 +91,8 @@ def test_status_shows_cancelled_jobs_and_submitting_again_runs_only_them(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     summary = next(line for line in out.stdout.splitlines() if line.startswith(f"SLURM array {array}"))
     assert "1 completed" in summary and "cancelled" in summary and "failed" not in summary, out.stdout
-    assert out.stdout.count(f"cancelled {array}_") == 4 - 1 - summary.count("running"), out.stdout
+    assert out.stdout.count(f"cancelled {array}_") == 3, out.stdout
+    assert out.stdout.count("(submit the same command again to run it)") == 3, out.stdout
 
     finished_at = read_result(first.parent)["finished_at"]
     out = run_cli("submit", *args, cwd=tmp_path)
