@@ -4,7 +4,7 @@ The sweep is planned as `regbench run -m` plans it (every job checked first, sta
 written), launched by ``hydra/launcher=slurm`` (the default here; ``submitit_slurm`` too), and submitted as one job
 array, a task per job of the sweep (``hydra.launcher.array_parallelism`` caps how many run at once). Then, instead of
 waiting for the last task as Hydra's launcher does, the command writes ``<sweep dir>/.regbench-submitted.json`` (the
-array's job id, each task's id and overrides, the command) and returns. The tasks need nothing from the submitting
+array's job id, each task's id, run dir and overrides, the command) and returns. The tasks need nothing from the submitting
 process: follow them with ``regbench status <sweep dir>`` (each run's own state) and ``squeue``/``sacct``, and
 collect them with ``regbench results`` / ``report`` at any time.
 
