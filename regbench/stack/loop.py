@@ -181,8 +181,8 @@ def _train_members(members: list[Member]) -> list[dict]:
                 append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
                 log.info("%s: %s", m.run.run_dir.name, solo.format_row(m.state.history[-1], m.run.trainer.max_epochs),
                          extra={"epoch_line": True})
-    except BaseException as e:
-        for m in members:
+    except Exception as e:  # a failure is recorded in each unfinished member's tracker run; an interruption (a
+        for m in members:   # preemption's exit, Ctrl-C) is not: the requeued or re-run stack opens each run once, at its end
             if m.result is None:
                 _open_logger(m, {"status": "failed", "run_id": m.state.run_id, "error": f"{type(e).__name__}: {e}"})
         raise

@@ -89,8 +89,6 @@ def test_a_preempted_stack_resumes_from_its_checkpoints_and_ends_as_an_uninterru
         assert [m["epoch"] for m in read_metrics(run_dir)] == list(range(1, EPOCHS + 1))  # every epoch logged once
 
 
-@pytest.mark.xfail(reason="a resumed stack opens a new W&B run for each member: the stacked loop (regbench/stack/loop.py) "
-                          "starts its members' trackers with resume_id=None", strict=False)
 def test_a_preempted_stack_continues_each_members_wandb_run(preempted):
     _, sweep_dir, _ = preempted
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/result.json")):
