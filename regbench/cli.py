@@ -215,9 +215,13 @@ def _one_line_errors(command, ns) -> int:
 
 
 def submit(argv: list[str]) -> int:
+    from regbench.errors import UserError
     from regbench.sweep import submit as command
 
-    return command.main(argv)
+    try:
+        return command.main(argv, parse_run_args, launch)
+    except UserError as e:
+        _error(str(e))
 
 
 COMMANDS = {"run": run, "submit": submit, "status": status, "results": results, "report": report}

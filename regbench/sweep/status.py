@@ -36,7 +36,7 @@ def main(ns) -> int:
     out = console()
     runs = load_runs(sweep_dir)
     out.print(f"{sweep_dir}: {format_counts(count(sweep_dir, runs))}", soft_wrap=True, markup=False)
-    from regbench.sweep.submit import slurm_view
+    from regbench.sweep.slurm import slurm_view
 
     for line in slurm_view(sweep_dir):  # a sweep sent by `regbench submit`: its jobs as SLURM sees them
         out.print(line, soft_wrap=True, markup=False)
