@@ -99,14 +99,11 @@ def holder(run_dir: Path) -> str | None:
     lock = Path(run_dir) / LOCK_FILE
     if not lock.exists():
         return None
-    import fcntl
-
     try:
         with open(lock) as f:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return None  # free: the process that held it has ended
-    except BlockingIOError:
-        return _describe_holder(run_dir)
+            if _try_lock(f):
+                return None  # free: the process that held it has ended
+            return _describe_holder(run_dir)
     except OSError:
         return None
 
@@ -114,20 +111,12 @@ def holder(run_dir: Path) -> str | None:
 @contextmanager
 def hold(run_dir: Path, rid: str):
     """Hold ``run_dir`` for run ``rid`` while the block runs: the lock, the id file, the ``.running`` note."""
-    import fcntl
-
     run_dir = Path(run_dir)
+    lock = _open_lock(run_dir, LOCK_FILE)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(run_dir / LOCK_FILE, "a")
-    except OSError as e:
-        raise UserError(f"cannot write to {run_dir}: {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(lock):
             raise RunDirBusy(f"{run_dir} is being trained by another process ({_describe_holder(run_dir)}); "
-                             "wait for it, or stop it and re-run") from None
+                             "wait for it, or stop it and re-run")
         check_identity(run_dir, rid)  # again, under the lock: nobody took the folder since the pre-check
         try:
             if not (run_dir / ID_FILE).exists():
@@ -150,22 +139,14 @@ def hold_sweep(sweep_dir: Path):
     """Hold ``sweep_dir`` for the launching command of one sweep while the block runs. A second ``regbench run -m``
     into the same dir (the same command started twice, or another sweep) is refused in one line: two sweeps in
     one dir would replace each other's plan and report each other's jobs."""
-    import fcntl
-
     sweep_dir = Path(sweep_dir)
+    lock = _open_lock(sweep_dir, SWEEP_LOCK)
     try:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(sweep_dir / SWEEP_LOCK, "a+")
-    except OSError as e:
-        raise UserError(f"cannot write to {sweep_dir}: {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(lock):
             lock.seek(0)
             who = lock.read().strip() or "another process"
             raise RunDirBusy(f"{sweep_dir} is in use by another sweep ({who}); wait for it to end, or choose another "
-                             "hydra.sweep.dir") from None
+                             "hydra.sweep.dir")
         lock.seek(0)
         lock.truncate()
         lock.write(f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
@@ -173,6 +154,27 @@ def hold_sweep(sweep_dir: Path):
         yield
     finally:
         lock.close()
+
+
+def _open_lock(folder: Path, name: str):
+    """``folder/name`` opened for a lock (and a note: read and append), the folder made if need be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return open(folder / name, "a+")
+    except OSError as e:
+        raise UserError(f"cannot write to {folder}: {e.strerror}") from None
+
+
+def _try_lock(lock) -> bool:
+    """Take the exclusive lock on an open file without waiting; False if another process holds it. The operating
+    system releases it when the file is closed or the process ends, so a killed holder never blocks."""
+    import fcntl
+
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def is_running(run_dir: Path) -> bool:
