@@ -39,3 +39,14 @@ def read_result(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The command was refused as bad input: exit 2 and one line on stderr, ``regbench: error: ...`` holding every
+    fragment. Returns that line."""
+    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), out.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

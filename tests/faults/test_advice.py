@@ -14,21 +14,13 @@ from pathlib import Path
 
 import pytest
 from helpers import TINY, read_metrics, read_result, run_cli
+from helpers import one_line_error as one_line
 
 # A stacked sweep of 3 MLPs that checkpoints every epoch (the kill can fall anywhere), long enough to be killed.
 STACKED = ["model=mlp", "seed=0,1,2", "trainer.max_epochs=30", "dataset.n_train=400", "logger=none",
            "trainer.progress=false", "trainer.num_threads=1", "trainer.checkpoint_every_s=0",
            "trainer.early_stopping.patience=null"]
 NUMBERS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "best_epoch", "epochs_run", "steps"]
-
-
-def one_line(out, *fragments) -> str:
-    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), out.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def results(sweep_dir: Path) -> dict[str, bytes]:

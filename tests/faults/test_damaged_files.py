@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import read_result, run_cli
+from helpers import one_line_error as one_line
 
 LONG = ("run", "debug=tiny", "model=mlp", "trainer.max_epochs=1000", "trainer.early_stopping.patience=null")
 
@@ -39,14 +40,6 @@ def killed_once(tmp_path_factory):
 def killed_run(killed_once):
     """This test's copy of the killed run."""
     return lambda tmp: Path(shutil.copytree(killed_once, tmp / "run"))
-
-
-def one_line(out, *fragments):
-    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), out.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 class Payload:

@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, read_metrics, read_result, run_cli
+from helpers import one_line_error as one_line_exit_2
 
 TINY = ("debug=tiny", "model=mlp")
 
 
 def snapshot(folder: Path) -> dict:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
-
-
-def one_line_exit_2(out: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), out.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_a_different_configuration_never_resumes_another_runs_checkpoint(tmp_path):
@@ -174,17 +167,6 @@ def test_a_sweep_override_without_m_is_one_line(tmp_path):
     # Row 14.
     one_line_exit_2(run_cli("run", *TINY, "seed=0,1", cwd=tmp_path), "seed=0,1 is a sweep; add -m")
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 150 KB tmpfs: room for the first checkpoints of a tiny MLP, not for many more (needs root)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)]).returncode:
-        pytest.skip("mounting a small tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)])
 
 
 def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_loadable(small_disk, tmp_path):

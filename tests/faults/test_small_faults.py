@@ -14,15 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import TINY, run_cli
-
-
-def one_line(out, *fragments) -> str:
-    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("regbench: error: "), line
-    for fragment in fragments:
-        assert fragment in line, line
-    return line
+from helpers import one_line_error as one_line
 
 
 @pytest.mark.parametrize("args", [["regularizer=[dropout,dropout]"], ["-m", "regularizer=none,[l2,dropout,l2]"]])
@@ -105,17 +97,6 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 150 KB tmpfs: room for a tiny MLP stack's first files, not its checkpoints (needs root)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount)]).returncode:
-        pytest.skip("mounting a small tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)])
 
 
 def test_a_full_disk_at_a_stack_s_first_checkpoint_gives_every_member_its_try(small_disk, tmp_path):

@@ -6,17 +6,9 @@ from __future__ import annotations
 
 import pytest
 from helpers import TINY, run_cli
+from helpers import one_line_error as one_line
 
 SMALL = ("model=mlp", "seed=0", "tune.seeds=[100]", *TINY, "trainer.max_epochs=1")
-
-
-def one_line(out, *fragments) -> str:
-    assert out.returncode == 2, (out.stdout[-1000:], out.stderr[-2000:])
-    (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("regbench: error: "), line
-    for fragment in fragments:
-        assert fragment in line, line
-    return line
 
 
 @pytest.mark.parametrize("overrides,fragment", [
