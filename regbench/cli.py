@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 USAGE = """\
@@ -79,56 +80,48 @@ def parse_run_args(argv: list[str]) -> RunArgs:
 
 
 def run(argv: list[str]) -> int:
-    args = parse_run_args(argv)
-    import os
-
+    from regbench.errors import UserError
     from regbench.sweep.machine import LAUNCHER_PID
 
+    args = parse_run_args(argv)
     os.environ[LAUNCHER_PID] = str(os.getpid())  # a launcher's worker processes end when this command is gone
     if not args.info:
         from regbench.process import flush_denormals
 
         flush_denormals()  # before anything starts torch's CPU threads, so that they inherit it
-    return launch(args)
+    try:
+        return launch(args)
+    except UserError as e:  # bad input, found before anything trained: one line, exit 2
+        _error(str(e))
 
 
 def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
     """Check the command, then let Hydra run it; a sweep ends with its table. A study with a search space
-    (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), whose phases come back here."""
+    (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), whose phases come back here. Bad input
+    is a UserError, raised before anything is written, which the caller prints in one line."""
     plan = None
     if not args.info:
-        from regbench.errors import UserError
+        from regbench.config import check_group_lists
         from regbench.validate import check_command
 
-        from regbench.config import check_group_lists
-
-        try:
-            check_group_lists(args.overrides)
-            plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
-        except UserError as e:
-            _error(str(e))
+        check_group_lists(args.overrides)
+        plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
         if plan.finished is not None:  # nothing to train, nothing to write: the run dir may even be read-only
             from regbench.console import print_result
 
             print_result({**plan.finished, "skipped": True}, plan.run_dir)
             return 0
         if plan.config is not None and plan.config.get("tune", {}).get("space"):
-            if not args.multirun:
-                _error("tune.space runs the tuned protocol, which is a sweep: add -m (regbench run -m ...)")
+            from regbench.errors import UserError
             from regbench.sweep.tune import tuning_of
 
-            try:
-                tuning_of(plan.config)  # a bad search space is one line before the sweep dir is touched
-            except UserError as e:
-                _error(str(e))
+            if not args.multirun:
+                raise UserError("tune.space runs the tuned protocol, which is a sweep: add -m (regbench run -m ...)")
+            tuning_of(plan.config)  # a bad search space is one line before the sweep dir is touched
         if args.multirun and not tuned_phase:  # one sweep into a sweep dir at a time, held until the sweep ends
             from regbench.rundir import hold_sweep
 
-            with contextlib.ExitStack() as held:
-                try:
-                    held.enter_context(hold_sweep(plan.sweep_dir))
-                except UserError as e:
-                    _error(str(e))
+            with hold_sweep(plan.sweep_dir):
                 return _launch_checked(args, plan, tuned_phase, table)
     return _launch_checked(args, plan, tuned_phase, table)
 
@@ -136,28 +129,19 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
 def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
     """:func:`launch` once the command is checked (``plan``: None for an information flag)."""
     if plan is not None:
-        from regbench.errors import UserError
-
         if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("tune", {}).get("space"):
             from regbench.sweep import tune
 
-            try:
-                return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
-            except UserError as e:
-                _error(str(e))
+            return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
         if args.multirun and not tuned_phase and _nothing_to_launch(plan):
             from regbench.sweep.end import end_of_sweep
 
-            import time
-
-            return end_of_sweep(plan.sweep_dir, [], started=time.time())  # Hydra would rewrite every job's folder (.hydra/, its log) for nothing
+            # Hydra would rewrite every job's folder (its .hydra/ and log) for nothing
+            return end_of_sweep(plan.sweep_dir, [], started=time.time())
         if args.multirun:
             from regbench.sweep.stacks import prepare
 
-            try:
-                prepare(plan)
-            except UserError as e:
-                _error(str(e))
+            prepare(plan)
     from regbench import app
 
     from regbench.sweep.jobs import composed_once, mode_known, prevalidated
