@@ -67,29 +67,32 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[di
             results[i] = {**previous, "skipped": True}
         else:
             todo.append(i)
-    built = {}
-    for i in todo:  # a member refused (another configuration's checkpoint, a damaged one) leaves; its siblings train
+    def build(i: int) -> Member | None:
+        """Member ``i``, or None if it is refused (another configuration's checkpoint, a damaged one): its siblings
+        train without it."""
         try:
-            built[i] = build_member(cfgs[i], run_dirs[i])
-            break
+            return build_member(cfgs[i], run_dirs[i])
         except UserError as e:
             results[i] = _refused(run_dirs[i], e)
-    if built:
-        (first,) = built.values()
-        size = max_stack_size(sum(p.numel() for p in first.run.model.parameters()),
-                              _activations(first), first.run.data.x_train.device)
-        todo = [i for i in todo if results[i] is None]
-        for begin in range(0, len(todo), size):
-            chunk, members = [], []
-            for i in todo[begin:begin + size]:
-                try:
-                    members.append(built.pop(i, None) or build_member(cfgs[i], run_dirs[i]))
-                except UserError as e:
-                    results[i] = _refused(run_dirs[i], e)
-                    continue
+            return None
+
+    first = next(((i, m) for i in todo if (m := build(i)) is not None), None)  # it sizes the stacks
+    if first is None:
+        return results
+    built = dict([first])
+    size = max_stack_size(sum(p.numel() for p in first[1].run.model.parameters()),
+                          _activations(first[1]), first[1].run.data.x_train.device)
+    todo = [i for i in todo if results[i] is None]
+    for begin in range(0, len(todo), size):
+        chunk, members = [], []
+        for i in todo[begin:begin + size]:
+            member = built.pop(i, None) or build(i)
+            if member is not None:
                 chunk.append(i)
+                members.append(member)
                 share_data(members)
-            for i, result in zip(chunk, _train_members(members) if members else []):
+        if members:
+            for i, result in zip(chunk, _train_members(members)):
                 results[i] = result
     return results
 
