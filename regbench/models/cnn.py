@@ -24,6 +24,8 @@ class CNN(nn.Module):
     norm, which needs spatial dimensions, only the convs).
     """
 
+    rows_independent = True  # forward treats each example alone: stacked training folds members into the batch
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, channels: int = 32, width: int = 128,
                  activation: str = "relu", norm: str = "none", dropout: float = 0.0, input_dropout: float = 0.0,
                  noise_std: float = 0.0, drop_path: float = 0.0, init: str = "default", init_gain: float | None = None):

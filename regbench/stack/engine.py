@@ -10,6 +10,7 @@ objects.
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -21,12 +22,14 @@ from regbench import train as solo
 from regbench.loss import cross_entropy
 from regbench.models.layers import TrainingNoise
 from regbench.regularizers.base import soft_targets
-from regbench.stack.folded import (FoldedBatchNorm, FoldedConv1d, FoldedLinear, MaskLayer, UnfoldConv1d,
-                                   attribute_slots, conv_norms, convertible_conv, foldable, input_shapes,
-                                   set_submodule)
+from regbench.stack.folded import (FoldedBatchNorm, FoldedConv1d, FoldedConv2d, FoldedLinear, MaskLayer,
+                                   UnfoldConv1d, attribute_slots, channels_last, conv_norms, convertible_conv,
+                                   fold_reason, input_shapes, set_submodule)
 from regbench.stack.forms import form_of
 from regbench.stack.grouping import is_random_slot
 
+
+log = logging.getLogger("regbench")
 
 EVAL_ROWS_CPU = 2048  # rows of all members in one batch of a stack's evaluation on a CPU (Stack.evaluate)
 
@@ -76,7 +79,7 @@ class Stack:
     """K members' parameters as one flat leaf ``[K, N]``, their buffers stacked, one optimizer over them."""
 
     def __init__(self, members: list[Member], fold: bool = True):
-        """``fold``: train a foldable template without vmap (see :func:`foldable`); False keeps vmap."""
+        """``fold``: train a template that folds without vmap (see :func:`fold_reason`); False keeps vmap."""
         self.members = members
         self.K = len(members)
         first = members[0].run
@@ -136,16 +139,23 @@ class Stack:
                     set_submodule(template, path, UnfoldConv1d(module))
         self.trace_model = copy.deepcopy(models[0]).to("meta").eval()
         norms = conv_norms(self.trace_model, tuple(self.members[0].run.data.input_shape))
-        self.folded = fold and foldable(template, self.buffer_names, norms)
+        self.fold_reason = fold_reason(template, self.buffer_names, norms) if fold else "vmap asked for"
+        self.folded = self.fold_reason is None
         if self.folded:
             for path, module in list(template.named_modules()):
                 if type(module) is nn.Linear:
                     set_submodule(template, path, FoldedLinear(module))
                 elif type(module) is UnfoldConv1d:
                     set_submodule(template, path, FoldedConv1d(module))
-                elif type(module) is nn.BatchNorm1d:
+                elif type(module) is nn.Conv2d:
+                    set_submodule(template, path, FoldedConv2d(module, self.K))
+                elif type(module) in (nn.BatchNorm1d, nn.BatchNorm2d):
                     set_submodule(template, path, FoldedBatchNorm(module, self.K))
-        self.folded_conv = self.folded and any(type(m) is FoldedConv1d for m in template.modules())
+        elif fold:
+            log.info("a stack of %d trains under vmap: %s", self.K, self.fold_reason)
+        # a 2-D CNN's maps are channels last in memory, the input and masks too (mixed layouts slow elementwise ops)
+        self.channels_last = self.folded and any(type(m) is FoldedConv2d for m in template.modules())
+        self.folded_conv = self.folded and any(type(m) in (FoldedConv1d, FoldedConv2d) for m in template.modules())
         self.template = template.to("meta")
         self.eval_module = copy.deepcopy(models[0])  # its own layers, for evaluation one member at a time (_evaluate_each)
 
@@ -153,11 +163,15 @@ class Stack:
             bind = attribute_slots(self.template, [*self.param_names, *self.buffer_names,
                                                     *(f"{p}.mask" for p in self.random_slots)])
 
+            def rows(t):  # [K, B, ...] → [K*B, ...]
+                t = t.flatten(0, 1)
+                return channels_last(t) if self.channels_last and t.dim() == 4 else t
+
             def folded(tensors, x):  # x [K, B, ...], a mask [K, B, ...]: the rows of all members as one batch
                 for module, attr, name in bind:  # functional_call's job, without its bookkeeping (0.3 ms a step)
                     t = tensors.get(name)  # evaluation passes no masks: the mask layers are then the identity
-                    setattr(module, attr, t.flatten(0, 1) if t is not None and attr == "mask" else t)
-                out = self.template(x.flatten(0, 1))
+                    setattr(module, attr, rows(t) if t is not None and attr == "mask" else t)
+                out = self.template(rows(x))
                 return out.view(*x.shape[:2], *out.shape[1:])
 
             self._forward_each = folded

@@ -2,9 +2,11 @@
 
 Dropout and noise layers become :class:`MaskLayer` slots that take the masks each member drew. On a CPU a
 Conv1d becomes :class:`UnfoldConv1d` (unfold + matmul). For a model whose forward treats each row alone
-(an MLP, a 1-D CNN, with or without BatchNorm after its convolutions) the members' rows are folded into one
-batch ``[K*B, ...]`` and Linear, Conv1d and BatchNorm1d become their folded forms: one batched matmul per
-layer with each member's weights, and each member's own batch statistics, without vmap.
+(an MLP, a 1-D CNN, a 2-D image CNN, with or without BatchNorm after its convolutions) the members' rows are
+folded into one batch ``[K*B, ...]`` and Linear, Conv1d, Conv2d and BatchNorm become their folded forms: one
+batched matmul (a Conv2d: one grouped convolution) per layer with each member's weights, and each member's own
+batch statistics, without vmap. A 2-D convolution's output is kept channels last in memory (``[K, B, H, W, C]``),
+the layout in which pooling, BatchNorm's rows and the next grouped convolution are cheapest.
 """
 
 from __future__ import annotations
@@ -113,6 +115,111 @@ def convertible_conv(m: nn.Module) -> bool:
             and isinstance(m.padding, tuple))
 
 
+def conv2d_reason(m: nn.Conv2d) -> str | None:
+    """Why a Conv2d has no folded form (:class:`FoldedConv2d`), or None."""
+    if m.groups != 1 or m.padding_mode != "zeros" or not isinstance(m.padding, tuple):
+        return f"groups={m.groups}, padding={m.padding!r}, padding_mode={m.padding_mode}"
+    return None
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``[..., C, H, W]`` → the same values with channels innermost in memory (a view when they are already)."""
+    return x.movedim(-3, -1).contiguous().movedim(-1, -3)
+
+
+def _side_by_side(x: torch.Tensor, K: int) -> torch.Tensor:
+    """Folded maps ``[K*B, C, H, W]`` → the members' channels side by side, ``[B, K*C, H, W]``; channels last."""
+    _, C, H, W = x.shape
+    return x.unflatten(0, (K, -1)).permute(1, 3, 4, 0, 2).reshape(-1, H, W, K * C).permute(0, 3, 1, 2)
+
+
+def _folded(y: torch.Tensor, K: int) -> torch.Tensor:
+    """:func:`_side_by_side`'s inverse: ``[B, K*C, H, W]`` → ``[K*B, C, H, W]``, channels last."""
+    B, _, H, W = y.shape
+    y = y.permute(0, 2, 3, 1).unflatten(3, (K, -1)).permute(3, 0, 1, 2, 4)  # [K, B, H, W, C]
+    return y.reshape(K * B, H, W, -1).permute(0, 3, 1, 2)
+
+
+class SideBySide(torch.autograd.Function):
+    """:func:`_side_by_side` whose gradient is :func:`_folded` of the output's: both directions one copy into
+    channels last, so that the layers around a grouped convolution (pool, activation) run their backward on the
+    layout of their forward (autograd's own backward of the permutes returns NCHW, and a max-pool's backward
+    then converts it, 3-4× slower)."""
+
+    @staticmethod
+    def forward(ctx, x, K):
+        ctx.K = K
+        return _side_by_side(x, K)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _folded(grad, ctx.K), None
+
+
+class Folded(torch.autograd.Function):
+    """:func:`_folded`, its gradient :func:`_side_by_side`'s (see :class:`SideBySide`)."""
+
+    @staticmethod
+    def forward(ctx, y, K):
+        ctx.K = K
+        return _folded(y, K)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _side_by_side(grad, ctx.K), None
+
+
+ROWS_MAX = 32  # a Conv2d with at most this many inputs per output (C_in·kh·kw) runs as rows × weights
+
+
+class FoldedConv2d(nn.Module):
+    """nn.Conv2d for the members' rows folded into one batch, ``[K*B, C, H, W]`` (same parameter names: ``weight``
+    ``[K, C_out, C, kh, kw]``, ``bias`` ``[K, C_out]`` once bound). Input and output are channels last in memory
+    (``[K, B, H, W, C]``), where a pool after it, BatchNorm's rows and the next layer's copies are cheapest.
+
+    - The K members' convolutions as one grouped convolution (HFTA's fused conv, Wang et al. 2021) over the
+      members' channels side by side, ``[B, K*C, H, W]`` with ``groups=K`` (one copy each way), each group one
+      member's weights. For 8 digits cnn members (conv 32→64 on 4×4 maps) it takes 13-17 ms forward and backward
+      on one core of this project's CPU, as long as K solo convolutions (compute-bound), in one call.
+    - A layer with few inputs per output (at most :data:`ROWS_MAX`: an image's first convolution) as one
+      batched matmul of each member's receptive-field rows with its weights instead: oneDNN's grouped
+      convolution of one-channel groups took 8 ms forward and 9 ms backward there, the rows 1-2 ms.
+    """
+
+    def __init__(self, conv: nn.Conv2d, members: int):
+        super().__init__()
+        self.K, self.stride, self.padding, self.dilation = members, conv.stride, conv.padding, conv.dilation
+        self.kernel_size = conv.kernel_size
+        self.as_rows = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] <= ROWS_MAX
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x):  # x [K*B, C, H, W]
+        if self.as_rows:
+            return self._rows(x)
+        K = self.K
+        bias = None if self.bias is None else self.bias.flatten()
+        y = F.conv2d(SideBySide.apply(x, K), self.weight.flatten(0, 1), bias, self.stride, self.padding,
+                     self.dilation, K)
+        return Folded.apply(y, K)
+
+    def _rows(self, x):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        K, C = self.K, x.shape[1]
+        windows = F.pad(x.movedim(1, -1), (0, 0, pw, pw, ph, ph))  # [K*B, H+2ph, W+2pw, C]
+        windows = windows.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+        n, h, w = windows.shape[:3]  # windows [K*B, h, w, C, kh, kw]
+        weight = self.weight.permute(0, 3, 4, 2, 1).reshape(K, kh * kw * C, -1)  # [K, kh*kw*C, C_out]
+        if self.bias is None:
+            rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(K, -1, kh * kw * C)
+        else:  # the bias as the weight of a column of ones: one pass over the output instead of two
+            rows = x.new_empty(K, n // K * h * w, kh * kw * C + 1)
+            rows[..., -1] = 1
+            rows[..., :-1].unflatten(1, (-1, h, w)).unflatten(-1, (kh, kw, C)).copy_(
+                windows.permute(0, 1, 2, 4, 5, 3).unflatten(0, (K, -1)))
+            weight = torch.cat([weight, self.bias[:, None]], 1)
+        return torch.bmm(rows, weight).view(n, h, w, -1).permute(0, 3, 1, 2)  # [K*B, C_out, h, w], channels last
+
+
 class FoldedLinear(nn.Module):
     """nn.Linear for the members' rows folded into one batch, ``[K*B, ..., in]``: one batched matmul with each
     member's weights (same parameter names). Without vmap's batching of every op, the forward and backward
@@ -180,13 +287,14 @@ class _BatchNormRows(torch.autograd.Function):
 
 
 class FoldedBatchNorm(nn.Module):
-    """BatchNorm1d for the members' rows folded into one batch, ``[K*B, C, L]`` (channels inner, a folded
-    convolution's output): each member's statistics over its own rows, with its own affine parameters and running
-    statistics (:class:`_BatchNormRows`). The sums run in another order than vmap's, so the results agree with it
-    to float rounding, not bit for bit. An 8-member BatchNorm cnn1d layer (zhang2017_table1's first) takes about
-    0.9 ms forward and backward against 1.2-1.5 ms through ``F.batch_norm`` over ``[B*L, K*C]`` (and 136-145 ms
-    an epoch under vmap against 92-97 ms folded that way). (The models' BatchNorm: affine, running statistics
-    with a momentum; :func:`conv_norms` folds no other.)"""
+    """BatchNorm1d or BatchNorm2d for the members' rows folded into one batch, ``[K*B, C, L]`` or ``[K*B, C, H, W]``
+    (channels inner, a folded convolution's output), or ``[K*B, C]`` (a Linear's, in a 2-D image CNN's head):
+    each member's statistics over its own rows, with its own affine parameters and running statistics
+    (:class:`_BatchNormRows`, with L the positions of a map). The sums run in another order than vmap's, so the
+    results agree with it to float rounding, not bit for bit. An 8-member BatchNorm cnn1d layer
+    (zhang2017_table1's first) takes about 0.9 ms forward and backward against 1.2-1.5 ms through
+    ``F.batch_norm`` over ``[B*L, K*C]`` (and 136-145 ms an epoch under vmap against 92-97 ms folded that way).
+    (The models' BatchNorm: affine, running statistics with a momentum; :func:`conv_norms` folds no other.)"""
 
     def __init__(self, bn: nn.BatchNorm1d, members: int):
         super().__init__()
@@ -195,9 +303,10 @@ class FoldedBatchNorm(nn.Module):
         self.weight, self.bias = bn.weight, bn.bias
         self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
 
-    def forward(self, x):  # x [K*B, C, L]
-        K, C, L = self.K, x.shape[1], x.shape[2]
-        rows = x.transpose(1, 2).reshape(K, -1, L * C)  # no copy for a convolution's output
+    def forward(self, x):  # x [K*B, C, *positions]
+        K, C, positions = self.K, x.shape[1], x.shape[2:]
+        L = positions.numel()
+        rows = x.movedim(1, -1).reshape(K, -1, L * C)  # no copy for a convolution's output
         if not self.training:
             scale = self.weight * (self.running_var + self.eps).rsqrt()
             y = torch.addcmul(_along(self.bias - self.running_mean * scale, L), rows, _along(scale, L))
@@ -208,41 +317,58 @@ class FoldedBatchNorm(nn.Module):
                 self.num_batches_tracked.add_(1)
                 self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
                 self.running_var.mul_(1 - self.momentum).add_(var * (n / (n - 1)), alpha=self.momentum)
-        return y.view(-1, L, C).transpose(1, 2)  # [K*B, C, L], channels inner
+        return y.view(-1, *positions, C).movedim(-1, 1)  # [K*B, C, *positions], channels inner
 
 
 # Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
-# members' rows folded into one batch (the dropout and noise slots are MaskLayers by then).
-_ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, MaskLayer)
+# members' rows folded into one batch (the dropout and noise slots are MaskLayers by then; a 2-D pool runs on
+# the channels-last maps of a FoldedConv2d).
+_ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, MaskLayer, nn.MaxPool2d,
+            nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
-def foldable(template: nn.Module, buffer_names: list[str], conv_norms: set[str]) -> bool:
-    """Whether a template can train without vmap, its members' rows folded into one batch: the model says its
-    own forward treats each row alone (``rows_independent``) but for its BatchNorm layers, every BatchNorm is
-    one of ``conv_norms`` (a BatchNorm1d after a convolution, whose statistics :class:`FoldedBatchNorm`
-    keeps per member) and holds the only buffers, and every other layer is a plain Linear, a Conv1d made
-    UnfoldConv1d (on a CPU), a Flatten that keeps dim 0, or one of _ROWWISE.
-
-    A BatchNorm after a Linear stays under vmap: folded, an MLP's step gains about 10% and its weight
-    gradients change at float rounding, which would move the numbers measured for the MLP BatchNorm studies."""
+def fold_reason(template: nn.Module, buffer_names: list[str], conv_norms: set[str]) -> str | None:
+    """Why a template cannot train without vmap, its members' rows folded into one batch; None if it can: the
+    model says its own forward treats each row alone (``rows_independent``) but for its BatchNorm layers, every
+    BatchNorm is one of ``conv_norms`` (whose statistics :class:`FoldedBatchNorm` keeps per member) and holds
+    the only buffers, and every other layer is a plain Linear, a Conv1d made UnfoldConv1d (on a CPU), a Conv2d
+    that :class:`FoldedConv2d` runs, a Flatten that keeps dim 0, or one of _ROWWISE."""
     if not getattr(type(template), "rows_independent", False):
-        return False
+        return f"{type(template).__name__} does not declare rows_independent (its forward may mix a batch's rows)"
     modules = list(template.named_modules())[1:]
-    norms = {path for path, m in modules if type(m) is nn.BatchNorm1d}
-    if not norms <= conv_norms or any(name.rpartition(".")[0] not in norms for name in buffer_names):
-        return False
-    return all(type(m) in _ROWWISE or type(m) in (nn.Linear, UnfoldConv1d, nn.BatchNorm1d)
-               or (type(m) is nn.Flatten and m.start_dim >= 1) for _, m in modules)
+    for path, m in modules:
+        if type(m) in _NORMS and path not in conv_norms:
+            return (f"layer {path} ({type(m).__name__}) has no folded form (folded: affine BatchNorm with running "
+                    "statistics after a convolution, or after a Linear in a model with 2-D convolutions)")
+    norms = {path for path, m in modules if type(m) in _NORMS}
+    for name in buffer_names:
+        if name.rpartition(".")[0] not in norms:
+            return f"buffer {name} is not a BatchNorm's"
+    for path, m in modules:
+        if type(m) is nn.Conv2d and (why := conv2d_reason(m)):
+            return f"layer {path} (Conv2d, {why}) has no folded form"
+        plain = type(m) in (*_ROWWISE, *_NORMS, nn.Linear, UnfoldConv1d, nn.Conv2d) or (
+            type(m) is nn.Flatten and m.start_dim >= 1)
+        if not plain:
+            return f"layer {path} ({type(m).__name__}) has no folded form"
+    return None
 
 
 def conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
-    """The BatchNorm1d layers of ``model`` (on the meta device) whose input is ``[N, C, L]`` (after a convolution),
-    of the kind the models build: affine, with running statistics and a momentum."""
+    """The BatchNorm layers of ``model`` (on the meta device) that fold, of the kind the models build (affine, with
+    running statistics and a momentum): a BatchNorm1d whose input is ``[N, C, L]`` (after a convolution), and in
+    a model with 2-D convolutions every BatchNorm2d and also a BatchNorm1d after a Linear, ``[N, C]``.
+
+    In an MLP, a BatchNorm after a Linear stays under vmap: folded, an MLP's step gains about 10% and its weight
+    gradients change at float rounding, which would move the numbers measured for the MLP BatchNorm studies. A
+    2-D CNN's fused convolutions already sum in another order than vmap's, so its head's BatchNorm folds too."""
     paths = [path for path, m in model.named_modules()
-             if type(m) is nn.BatchNorm1d and m.affine and m.track_running_stats and m.momentum is not None]
+             if type(m) in _NORMS and m.affine and m.track_running_stats and m.momentum is not None]
     if not paths:
         return set()
-    return {path for path, shape in input_shapes(model, (2, *input_shape), paths) if len(shape) == 3}
+    ranks = (2, 3, 4) if any(type(m) is nn.Conv2d for m in model.modules()) else (3,)
+    return {path for path, shape in input_shapes(model, (2, *input_shape), paths) if len(shape) in ranks}
 
 
 def input_shapes(model: nn.Module, batch: tuple[int, ...], paths) -> list[tuple[str, tuple]]:
