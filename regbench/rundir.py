@@ -26,7 +26,7 @@ ID_FILE, LOCK_FILE, RUNNING_FILE = ".regbench-run", ".lock", ".running"
 SWEEP_LOCK = ".regbench-sweep.lock"
 RESULT_FILE = "result.json"
 #: A run that ended with one of these is not trained again while ``resume`` is on.
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "pruned", "diverged")
 #: What Hydra and regbench write into a job's folder before the run id is: such a folder is ours.
 STARTUP_FILES = {".hydra", "regbench.log", RUNNING_FILE, LOCK_FILE}
 
@@ -154,6 +154,17 @@ def hold_sweep(sweep_dir: Path):
         yield
     finally:
         lock.close()
+
+
+@contextmanager
+def exclusive(folder: Path, name: str):
+    """Wait for, then hold, the exclusive lock on ``folder/name`` while the block runs (processes sharing a file,
+    such as a search's workers taking trials from its study)."""
+    import fcntl
+
+    with _open_lock(Path(folder), name) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _open_lock(folder: Path, name: str):

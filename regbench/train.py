@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ class RunState:
     train_seconds: float = 0.0
     compile_seconds: float = 0.0  # torch.compile's first steps (trainer.compile), not counted in train_seconds
     wall_seconds: float = 0.0
-    status: str = "running"  # running → stopped (early) | diverged; the result says completed or diverged
+    status: str = "running"  # running → stopped (early) | pruned (by a search) | diverged; the result: completed | pruned | diverged
     logger_id: str | None = None
 
 
@@ -136,6 +137,7 @@ class Run:
     scaler: torch.amp.GradScaler | None = None  # precision=16: loss scaling (CUDA)
     best: dict | None = None  # the best epoch's weights, until the next checkpoint writes them to best.pt
     saved_at: float = -math.inf  # when last.pt was last written (time.monotonic)
+    prune: Callable[[int, dict], bool] | None = None  # a search's trial: told each epoch's row, True to stop it
 
     def __post_init__(self):
         self.hooks = {h: [r for r in self.regs if r.overrides(h)] for h in HOOKS}
@@ -173,8 +175,9 @@ class Run:
         return m
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train one configuration in ``run_dir`` (resuming its checkpoint) and return its result."""
+def train(cfg: DictConfig, run_dir: str | Path, prune: Callable[[int, dict], bool] | None = None) -> dict:
+    """Train one configuration in ``run_dir`` (resuming its checkpoint) and return its result. ``prune``: a
+    search's trial (:mod:`regbench.sweep.search`), told each epoch's metrics row; True ends the run as pruned."""
     run_dir = Path(run_dir)
     rid = run_id(cfg)
     rundir.check_identity(run_dir, rid)
@@ -184,6 +187,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         return {**previous, "skipped": True}
 
     run = build_run(cfg, run_dir)
+    run.prune = prune
     state = start(run, rid)
     run_dir.mkdir(parents=True, exist_ok=True)
     container = to_container(cfg)
@@ -408,17 +412,28 @@ def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
     due = train_eval_due(run.trainer, state.epoch)
     values = evaluate_splits(m, [(data.x_val, data.y_val), *([run.train_subset()] if due else [])], batch)
     (row["val_loss"], row["val_acc"]), *train_values = values
-    stopper = run.stopper
-    if stopper.update(row[stopper.monitor], state.epoch):  # kept in memory; the next checkpoint writes it
+    if select_and_stop(run, state, row):  # kept in memory; the next checkpoint writes it
         run.best = best_snapshot(run, state.epoch)
-    if stopper.should_stop:
-        state.status = "stopped"
-        log.info("early stopping at epoch %d: best %s at epoch %d", state.epoch, stopper.monitor, stopper.best_epoch)
-        if not due:  # a run's last row always has its train metrics
-            train_values = evaluate_splits(m, [run.train_subset()], batch)
+    if state.status != "running" and not due:  # a run's last row always has its train metrics
+        train_values = evaluate_splits(m, [run.train_subset()], batch)
     if train_values:
         row["train_loss"], row["train_acc"] = train_values[0]
     return row
+
+
+def select_and_stop(run: Run, state: RunState, row: dict, where: str = "") -> bool:
+    """One epoch's validation row, solo or a stack member's: whether it is the best so far (early stopping's
+    monitor), and whether the run ends here, stopped early or pruned by its search trial. ``where``: the log
+    lines' prefix (a stack member's name)."""
+    stopper = run.stopper
+    improved = stopper.update(row[stopper.monitor], state.epoch)
+    if stopper.should_stop:
+        state.status = "stopped"
+        log.info("%searly stopping at epoch %d: best %s at epoch %d", where, state.epoch, stopper.monitor, stopper.best_epoch)
+    elif run.prune is not None and run.prune(state.epoch, row):
+        state.status = "pruned"
+        log.info("%spruned by the search at epoch %d", where, state.epoch)
+    return improved
 
 
 def train_eval_due(t: SimpleNamespace, epoch: int) -> bool:
@@ -489,7 +504,7 @@ def final_result(run: Run, state: RunState) -> dict:
         for split, (loss, acc) in zip(splits, values):
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
     result = {
-        "status": "diverged" if diverged else "completed",
+        "status": "diverged" if diverged else "pruned" if state.status == "pruned" else "completed",
         **metrics,
         "best_epoch": run.stopper.best_epoch if use_best else state.epoch,
         "selected": "best" if use_best else "last",

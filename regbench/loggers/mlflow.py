@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from regbench.errors import ConfigError, check_range
 from regbench.loggers import flatten, numbers
+from regbench.rundir import FINISHED
 
 STORE_FILE, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
 #: Not config.yaml / result.json: the artifacts lie under the sweep dir, where those names mark run dirs.
@@ -156,7 +157,7 @@ class MlflowLogger:
         from mlflow.entities import Metric, RunTag
 
         client, self.client = self.client, None
-        ok = result.get("status") in ("completed", "diverged")
+        ok = result.get("status") in FINISHED
         try:
             now = int(time.time() * 1000)
             metrics = [Metric(f"result/{k}", v, now, self.last_epoch) for k, v in numbers(result).items() if _KEY.fullmatch(f"result/{k}")]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from regbench.errors import ConfigError
 from regbench.loggers import flatten, numbers
+from regbench.rundir import FINISHED
 
 #: The result numbers the HParams dashboard lists as metrics.
 RESULT_METRICS = ("test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss", "best_epoch", "epochs_run")
@@ -96,7 +97,7 @@ class TensorBoardLogger:
             for key, value in numbers(result).items():
                 w.add_scalar(f"result/{key}", value, step)
             w.add_text("result", "```json\n" + json.dumps(result, indent=1, default=str) + "\n```", step)
-            if result.get("status") in ("completed", "diverged"):  # the HParams plugin's "success" (a failed run has none)
+            if result.get("status") in FINISHED:  # the HParams plugin's "success" (a failed run has none)
                 _, _, sei = hparams({"status": str(result.get("status"))}, {})
                 w._get_file_writer().add_summary(sei, step)
         finally:

@@ -12,6 +12,7 @@ import socket
 from urllib.parse import urlparse
 
 from regbench.errors import ConfigError, check_choice
+from regbench.rundir import FINISHED
 
 
 MODES = ("offline", "online", "disabled")
@@ -72,7 +73,7 @@ class WandbLogger:
         try:
             self.run.summary.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
         finally:
-            self.run.finish(exit_code=0 if result.get("status") in ("completed", "diverged") else 1)
+            self.run.finish(exit_code=0 if result.get("status") in FINISHED else 1)
             self.run = None
 
 

@@ -28,7 +28,7 @@ NOTHING = ("", "none", "null", "[]", "nan")
 CLEAN = {"dataset.label_noise": 0.0, "dataset.input_corruption": "none"}
 #: Statuses of runs that did not finish (no result yet) and of runs that finished badly.
 UNFINISHED, FAILED = ("running", "interrupted", "damaged", "pending", "not started"), ("failed", "diverged")
-STATUS_ORDER = ("completed", "stopped", "diverged", "failed", "damaged", "running", "interrupted", "pending", "not started")
+STATUS_ORDER = ("completed", "pruned", "stopped", "diverged", "failed", "damaged", "running", "interrupted", "pending", "not started")
 #: The value of a key a configuration does not have (the λ of a regularizer that is not active).
 NOT_APPLICABLE = "—"
 

@@ -35,14 +35,15 @@ def check_same_key(cfgs: list[DictConfig]) -> None:
                          f"batch size, epochs, optimizer apart from lr); got {len(keys)} keys")
 
 
-def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict]:
+def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: list | None = None) -> list[dict]:
     """Train configurations that share a :func:`stack_key` together, each in its run dir; their results.
 
     Each member writes exactly what ``regbench.train.train(cfg, run_dir)`` writes (config.yaml,
     metrics.jsonl, result.json with ``"stacked": K``, checkpoints/last.pt and best.pt in the solo format),
     and resumes from its own last.pt; members already completed or diverged are skipped as solo skips
     them. More members than fit in one stack (:func:`max_stack_size`) are trained as several stacks.
-    Locking the run dirs (``rundir.hold``) is the caller's job, as for ``train``.
+    Locking the run dirs (``rundir.hold``) is the caller's job, as for ``train``. ``prune``: per member, its
+    search trial's callback or None (``train``'s ``prune``).
     """
     if len(cfgs) != len(run_dirs):
         raise ValueError(f"{len(cfgs)} configs but {len(run_dirs)} run dirs")
@@ -71,7 +72,7 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[di
         """Member ``i``, or None if it is refused (another configuration's checkpoint, a damaged one): its siblings
         train without it."""
         try:
-            return build_member(cfgs[i], run_dirs[i])
+            return build_member(cfgs[i], run_dirs[i], prune[i] if prune else None)
         except UserError as e:
             results[i] = _refused(run_dirs[i], e)
             return None
@@ -129,10 +130,11 @@ def _activations(member: Member) -> int:
     return total[0]
 
 
-def build_member(cfg: DictConfig, run_dir: Path) -> Member:
+def build_member(cfg: DictConfig, run_dir: Path, prune=None) -> Member:
     """A member exactly as solo ``train`` starts: build_run under its seed, then its checkpoint if any."""
     rid = run_id(cfg)
     run = solo.build_run(cfg, run_dir)
+    run.prune = prune
     state = solo.start(run, rid)
     rng = checkpoint.rng_state()  # what a solo run's generators hold when its first epoch starts (a resume restored them)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -208,15 +210,10 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
             best.append(False)
             continue
         row["val_loss"], row["val_acc"] = val_loss[k], val_acc[k]
-        stopper = m.run.stopper
-        improved = stopper.update(row[stopper.monitor], m.state.epoch)
+        improved = solo.select_and_stop(m.run, m.state, row, where=f"{m.run.run_dir.name}: ")
         best.append(improved)
         need_weights |= improved
-        if stopper.should_stop:
-            m.state.status = "stopped"
-            log.info("%s: early stopping at epoch %d: best %s at epoch %d", m.run.run_dir.name, m.state.epoch,
-                     stopper.monitor, stopper.best_epoch)
-        if due or stopper.should_stop:  # as solo: the cadence's epochs and a member's last row
+        if due or m.state.status != "running":  # as solo: the cadence's epochs and a member's last row
             with_train.append(k)
     if with_train:
         (train_loss, train_acc), = train if due else stack.evaluate("train_eval")

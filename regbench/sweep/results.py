@@ -21,6 +21,7 @@ import yaml
 
 from regbench.errors import DamagedFile
 from regbench.files import read_json, read_jsonl, write_atomic
+from regbench.rundir import FINISHED
 
 TUNED_FILE = "tuned.json"  # the tuned protocol's choices, beside its final/ sweep (regbench.sweep.tune)
 
@@ -32,7 +33,7 @@ SEED = "seed"
 #: 99% leaves room for a few duplicated inputs with different labels). Same threshold as regbench.report.
 FIT_ACC = 0.99
 #: Statuses, in the order they are reported.
-STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "damaged", "pending")
+STATUSES = ("completed", "pruned", "diverged", "running", "interrupted", "failed", "damaged", "pending")
 RESULTS_CSV, RESULTS_PARQUET, CONFIGS_CSV = "results.csv", "results.parquet", "configs.csv"
 #: Metrics shown on the console (all of them are in the files).
 SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
@@ -56,7 +57,7 @@ def run_status(run_dir: Path, result: dict) -> str:
     command resumes it) or pending (nothing saved yet)."""
     from regbench.rundir import is_running
 
-    if result.get("status") in ("completed", "diverged"):
+    if result.get("status") in FINISHED:
         return result["status"]
     if is_running(run_dir):
         return "running"
@@ -108,7 +109,7 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
             row[m] = result.get(m)
         if row.get("train_acc") is not None and row.get("test_acc") is not None:
             row["gap"] = row["train_acc"] - row["test_acc"]  # generalization gap in accuracy
-        fit = first_fit(d) if row["status"] in ("completed", "diverged", "running", "interrupted") else None
+        fit = first_fit(d) if row["status"] in (*FINISHED, "running", "interrupted") else None
         row["epochs_to_fit"], row["steps_to_fit"] = (fit["epoch"], fit.get("step")) if fit else (None, None)
         row["error"] = damage or result.get("error")
         for key in tuned:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from regbench.rundir import FINISHED
+
 MANIFEST = ".regbench-submitted.json"
 #: squeue states of a task that has not ended.
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
@@ -61,7 +63,7 @@ def slurm_view(sweep_dir: Path) -> list[str]:
         if state in ("failed", "cancelled", "timed out"):
             task = by_id[job_id]
             run = _run_status(Path(sweep_dir), task.get("run_dir"))
-            if run in ("completed", "diverged"):
+            if run in FINISHED:
                 note = f"   (its run {run} before that)"
             else:
                 note = "   (submit the same command again to run it)" if state != "failed" else ""
