@@ -11,8 +11,7 @@ job trains in its own directory and:
 - tags its W&B run with its values of the factors the sweep varies (the group is the study name);
 - in a sweep whose jobs train stacked (:mod:`regbench.sweep.stacks`), trains its whole stack if it leads
   one, and nothing if it is another member of a stack (its leader trains it);
-- returns the objective as a number to a sampling sweeper (Optuna): ``val_acc`` when the sweeper
-  maximizes, ``val_loss`` when it minimizes.
+- in a search (:mod:`regbench.sweep.search`), is one of its workers: it trains the study's trials.
 
 Preemption and time limits (submitit): hydra-submitit-launcher submits the launcher object itself,
 and its ``checkpoint()`` resubmits the same call, that is the same overrides, so the requeued job
@@ -25,7 +24,6 @@ in the plugin's ``submitit_slurm`` and 20 in regbench's preset ``hydra/launcher=
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -47,7 +45,7 @@ JOB_STATUSES: list[tuple[str, str]] = []
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 
 
-def run_job(cfg: DictConfig) -> dict | float:
+def run_job(cfg: DictConfig) -> dict:
     """Train one configuration in Hydra's output dir. In a sweep, a failing job is recorded, not raised,
     so the other jobs go on; a single run fails the command with one line (a UserError) or its traceback.
     A job never writes into a directory that holds another configuration or another writer."""
@@ -55,8 +53,12 @@ def run_job(cfg: DictConfig) -> dict | float:
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
     _log_file_errors_once()
+    if cfg.get("search", {}).get("worker") is not None:  # a search's worker: it trains the study's trials
+        from regbench.sweep.search import work
+
+        return work(cfg, hc)
+    run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     part = None
     if multirun:
@@ -83,8 +85,6 @@ def run_job(cfg: DictConfig) -> dict | float:
         from regbench.console import print_result
 
         print_result(result, run_dir)
-    if "optuna" in str(hc.sweeper.get("_target_", "")).lower():
-        return objective(result, hc.sweeper.get("direction", "minimize"))
     return result
 
 
@@ -205,14 +205,6 @@ def _stack_member(run_dir: Path, members: list[dict]) -> dict:
     return {"status": "stacked", "leader": leader}
 
 
-def objective(result: dict, direction) -> float:
-    """What a sampling sweeper optimizes: validation accuracy (maximize) or loss (minimize); NaN for a failed job."""
-    if not isinstance(direction, str) and hasattr(direction, "__iter__"):  # multi-objective: the first
-        direction = list(direction)[0]
-    value = result.get("val_acc" if str(direction).lower().endswith("maximize") else "val_loss")
-    return float(value) if value is not None else math.nan
-
-
 # ------------------------------------------------------------------------------------ W&B tags
 
 def _tag_varied_factors(cfg: DictConfig, overrides: list[str], sweep_dir) -> None:
@@ -239,5 +231,5 @@ def _varied_but_seed(cfg) -> set[str]:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
-def hydra_main(cfg: DictConfig) -> dict | float:
+def hydra_main(cfg: DictConfig) -> dict:
     return run_job(cfg)

@@ -97,7 +97,8 @@ def run(argv: list[str]) -> int:
 
 def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
     """Check the command, then let Hydra run it; a sweep ends with its table. A study with a search space
-    (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), whose phases come back here. Bad input
+    (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), and one with ``search.space`` a search
+    (:mod:`regbench.sweep.search`), whose phases come back here (``tuned_phase``). Bad input
     is a UserError, raised before anything is written, which the caller prints in one line."""
     plan = None
     if not args.info:
@@ -118,6 +119,15 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
             if not args.multirun:
                 raise UserError("tune.space runs the tuned protocol, which is a sweep: add -m (regbench run -m ...)")
             tuning_of(plan.config)  # a bad search space is one line before the sweep dir is touched
+        if plan.config is not None and plan.config.get("search", {}).get("space") and not tuned_phase:
+            from regbench.errors import UserError
+            from regbench.sweep.search import search_of
+
+            if not args.multirun:
+                raise UserError("search.space runs a search, which is a sweep: add -m (regbench run -m ...)")
+            if plan.config.get("tune", {}).get("space"):
+                raise UserError("search.space and tune.space are two protocols: give one of them")
+            search_of(plan.config)  # bad search settings are one line before the sweep dir is touched
         if args.multirun and not tuned_phase:  # one sweep into a sweep dir at a time, held until the sweep ends
             from regbench.rundir import hold_sweep
 
@@ -133,6 +143,10 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
             from regbench.sweep import tune
 
             return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
+        if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("search", {}).get("space"):
+            from regbench.sweep import search
+
+            return search.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
         if args.multirun and not tuned_phase and _nothing_to_launch(plan):
             from regbench.sweep.end import end_of_sweep
 

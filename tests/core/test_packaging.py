@@ -36,3 +36,17 @@ def test_wheel_carries_the_configs_and_runs_from_anywhere(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     assert list((elsewhere / "outputs" / "default" / "runs").glob("*/result.json"))
+
+
+def test_the_search_needs_no_sqlalchemy_1():
+    """regbench drives Optuna ≥ 4 itself: no sweeper plugin pinning optuna<3, SQLAlchemy<2 or alembic<1.14 in any
+    extra, and the environment `make install` built (every extra) is consistent beside SQLAlchemy 2."""
+    import re
+    from importlib.metadata import requires, version
+
+    wanted = requires("regbench") or []
+    assert any(r.startswith("optuna") for r in wanted), wanted
+    assert not [r for r in wanted if "optuna-sweeper" in r or re.match(r"(?i)sqlalchemy[^;]*<\s*2\b|alembic[^;]*<\s*1\.14\b", r)]
+    assert int(version("sqlalchemy").split(".")[0]) >= 2 and int(version("optuna").split(".")[0]) >= 4
+    out = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -46,8 +46,9 @@ def test_header_says_how_to_run_it(study):
     assert f"regbench run -m experiment={study}" in text
     cfg = yaml.safe_load(path.read_text())
     assert cfg["name"] == study
-    sweep = cfg["hydra"]["sweeper"]["params"]
-    assert "seed" in sweep or "optuna" in str(cfg.get("defaults")), f"{study}: seeds are a sweep axis"
+    sweep = cfg.get("hydra", {}).get("sweeper", {}).get("params", {})
+    replicated = cfg.get("search", {}).get("replicate_seeds")  # a search selects on one seed, then replicates
+    assert "seed" in sweep or replicated, f"{study}: seeds are a sweep axis"
 
 
 @pytest.mark.parametrize("study", ["label_corruption"])
@@ -61,10 +62,10 @@ TUNED = {s for s in STUDIES if s.endswith("_tuned")}
 
 @pytest.mark.parametrize("study", [pytest.param(s, marks=pytest.mark.slow) if s in TUNED else s for s in STUDIES])
 def test_study_runs_through_the_cli(study, run_sweep, shrink):
-    """The whole grid, one seed (or two trials of a sampling sweeper), one epoch on 100 examples."""
+    """The whole grid, one seed (or two trials of a search, replicated over one seed), one epoch on 100 examples."""
     cfg = compose([f"experiment={study}"], return_hydra_config=True)
-    sampled = not str(cfg.hydra.sweeper._target_).endswith("BasicSweeper")
-    extra = ["hydra.sweeper.n_trials=2"] if sampled else ["seed=0"]
+    searched = bool(cfg.search.space)
+    extra = ["search.n_trials=2", "search.batch=2", "search.replicate_seeds=[1]"] if searched else ["seed=0"]
     tuned = bool(cfg.tune.space)  # the tuned protocol: one tuning seed, two draws; its table is final/
     if tuned:
         extra += ["tune.seeds=[100]"] + ([] if cfg.tune.budget is None else ["tune.budget=2"])
@@ -73,6 +74,9 @@ def test_study_runs_through_the_cli(study, run_sweep, shrink):
     if tuned:
         arms = json.loads((sweep_dir / "tuned.json").read_text())["arms"]
         sweep_dir, expected = sweep_dir / "final", len(arms)
+    elif searched:  # the replication's table: the best trial's values and, beside them, the default recipe
+        assert json.loads((sweep_dir / "search.json").read_text())["completed"] == 2
+        sweep_dir, expected = sweep_dir / "replicate", 1 + bool(cfg.search.replicate_default)
     else:
         expected = expected_count(load_multirun(sweep_dir))
     runs = pd.read_csv(sweep_dir / "results.csv")
