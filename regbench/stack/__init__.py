@@ -3,9 +3,9 @@
 An ablation study is many small runs of the same network, and for small models a step costs mostly
 per-step overhead (Python, dispatch), not arithmetic. Here K configurations that :func:`stack_key`
 puts together train as one set of stacked parameters ``[K, N]`` (``torch.func.vmap`` over
-``functional_call``, or for a plain MLP or a 1-D CNN, with or without BatchNorm, the members' rows folded into
-one batch with one batched matmul per layer; one flat buffer per stack so the optimizer is a handful of ops per
-step), while each member stays its own run:
+``functional_call``, or for a plain MLP, a 1-D CNN or the 2-D ``cnn``, with or without BatchNorm, the members'
+rows folded into one batch with one batched matmul or grouped convolution per layer; one flat buffer per stack
+so the optimizer is a handful of ops per step), while each member stays its own run:
 
 - **Same start.** Each member is built by :func:`regbench.train.build_run` under its own seed, exactly as
   a solo run is, and then stacked: its initial weights are bitwise those of its solo run.
@@ -30,7 +30,7 @@ step), while each member stays its own run:
   kill, members resume from their own checkpoints; if the kill fell between two members' checkpoint
   writes, the members behind train alone in a smaller stack until all are at the same epoch.
 
-Floating point: batched kernels (bmm, the unfolded 1-D convolution used on CPU) sum in another order
+Floating point: batched kernels (bmm, the unfolded 1-D convolution used on CPU, grouped 2-D convolutions) sum in another order
 than the solo kernels, so stacked and solo runs agree to float tolerance, not bit for bit; a stacked
 run killed and resumed is exact on CPU.
 
