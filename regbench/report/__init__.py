@@ -39,8 +39,13 @@ def main(ns) -> int:
         unknown = [f for f in formats if f not in FORMATS]
         if unknown or not formats:
             raise UserError(f"--format {ns.format!r}: choose from {', '.join(FORMATS)} (comma-separated) or all")
-        written = write_report(Path(ns.sweep_dir), baseline=ns.baseline, metric=ns.metric or "test_acc",
-                               formats=formats, report_args=args)
+        from regbench.report import search
+
+        if search.is_search(Path(ns.sweep_dir)):  # a search's dir: its study, then its replication's report
+            written = search.write(Path(ns.sweep_dir), metric=ns.metric or "test_acc")
+        else:
+            written = write_report(Path(ns.sweep_dir), baseline=ns.baseline, metric=ns.metric or "test_acc",
+                                   formats=formats, report_args=args)
     except UserError as e:
         print(f"regbench: error: {e}", file=sys.stderr)
         return 2

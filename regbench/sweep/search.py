@@ -278,7 +278,7 @@ def run(args, plan, launch) -> int:
         summary["replicate"] = replicated(base / REPLICATE_DIR, summary["best"]["params"])
     from regbench.files import write_json
 
-    summary["wall_time_s"] = round(time.time() - started, 1)
+    summary["metric"], summary["wall_time_s"] = s.metric, round(time.time() - started, 1)
     write_json(base / SUMMARY_FILE, summary)
     print_summary(out, summary, s, base)
     return code
@@ -344,12 +344,11 @@ def _claim(cfg: DictConfig, s: Search, base: Path, store, held: contextlib.ExitS
         stale = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and holder(trial_dir(base, t.number)) is None]
         batch = [_trial(cfg, base, study, store, t.number, t.params, held) for t in stale[:s.batch]]
         new = min(s.batch - len(batch), s.n_trials - len(trials))
-        if new > 0:  # a sampler seeded by the trial count: a resumed or parallel study proposes something new
-            study = open_study(base, s, cfg.trainer.max_epochs, seed=s.seed * 1_000_003 + len(trials), store=store)
-            dists = distributions(s.space)
-            for _ in range(new):
-                t = study.ask(dists)
-                batch.append(_trial(cfg, base, study, store, t.number, t.params, held))
+        dists = distributions(s.space)
+        for i in range(max(new, 0)):  # the sampler seeded by the trial's number: a resumed, batched or parallel study
+            study = open_study(base, s, cfg.trainer.max_epochs, seed=s.seed * 1_000_003 + len(trials) + i, store=store)
+            t = study.ask(dists)  # proposes trial n as an uninterrupted one-at-a-time study does (random, qmc)
+            batch.append(_trial(cfg, base, study, store, t.number, t.params, held))
         return batch
 
 

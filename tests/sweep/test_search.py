@@ -79,6 +79,13 @@ def test_a_pruned_trial_ends_like_an_early_stopped_run_and_is_left_out_of_the_be
     assert summary["pruned"] == counts["PRUNED"] and summary["epochs_trained"] < 8 * 6
     status = run_cli("status", str(sweep_dir))
     assert status.returncode == 0 and f"{counts['PRUNED']} pruned" in status.stdout, status.stdout
+    report = run_cli("report", str(sweep_dir))
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (sweep_dir / "report.md").read_text()
+    assert f"{counts['COMPLETE']} completed, {counts['PRUNED']} pruned" in text and f"**Best trial {s.best_trial.number}**" in text
+    assert text.count("| pruned |") == counts["PRUNED"] and (sweep_dir / "figures" / "search_history.png").stat().st_size > 0
+    if counts["COMPLETE"] >= 2:  # fANOVA needs two completed trials
+        assert "| optimizer.lr |" in text
 
 
 def test_a_killed_search_resumes_its_killed_trial_and_trains_none_twice(tmp_path):
