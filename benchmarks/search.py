@@ -5,7 +5,7 @@ seeded random sampler, so every column proposes the same trials), ``--trials`` t
 epochs with early stopping (patience 20), local files only (logger=none), no replication. Every column is the
 real command, `regbench run -m experiment=random_search ...`, in a fresh process, timed from start to exit:
 
-- unpruned: ``search.pruner=none``, trials 4 at a time as stacks (``search.batch=4``);
+- unpruned: ``search.pruner=none``, the study's 10 trials at a time as stacks (``search.batch=10``);
 - pruned: ``search.pruner=successive_halving`` (min 5 epochs, reduction factor 3), stacked the same way;
 - one by one: ``search.pruner=none search.batch=1 stack=1`` (each trial alone, as a sweeper plugin trains them).
 
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 COLUMNS = {
-    "unpruned": ["search.pruner=none", "search.batch=4"],
-    "pruned": ["search.pruner=successive_halving", "search.min_epochs=5", "search.batch=4"],
+    "unpruned": ["search.pruner=none"],
+    "pruned": ["search.pruner=successive_halving", "search.min_epochs=5"],
     "one-by-one": ["search.pruner=none", "search.batch=1", "stack=1"],
 }
 
