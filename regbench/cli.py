@@ -144,9 +144,11 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
 
             return tune.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
         if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("search", {}).get("space"):
+            from regbench import app
             from regbench.sweep import search
 
-            return search.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table))
+            return search.run(args, plan, lambda phase, table=True: launch(phase, tuned_phase=True, table=table),
+                              app.hydra_main)
         if args.multirun and not tuned_phase and _nothing_to_launch(plan):
             from regbench.sweep.end import end_of_sweep
 

@@ -102,7 +102,7 @@ def search_of(cfg: DictConfig) -> Search | None:
                   s["batch"], s["n_jobs"], tuple(seeds), bool(s.get("replicate_default", False)))
 
 
-def check_space(name: str, space, cfg: DictConfig, forbidden: tuple[str, ...]) -> None:
+def check_space(name: str, space, cfg: DictConfig, forbidden: tuple[str, ...], verb: str = "searched") -> None:
     """A search space, shared by search.space and the tuned protocol's tune.space: a mapping of config keys to
     a list of values or a range {low, high, log}; a bad one is a one-line ConfigError."""
     if not isinstance(space, dict):
@@ -110,7 +110,7 @@ def check_space(name: str, space, cfg: DictConfig, forbidden: tuple[str, ...]) -
                           f"{name}={{optimizer.lr:{{low:1e-4,high:1e-1}}}}")
     for key, spec in space.items():
         if key.split(".")[0] in forbidden:
-            raise ConfigError(f"{name}: {key!r} cannot be searched ({', '.join(forbidden)} are not settings of a "
+            raise ConfigError(f"{name}: {key!r} cannot be {verb} ({', '.join(forbidden)} are not settings of a "
                               "run's training; seeds are repeated, not searched)")
         current = OmegaConf.select(cfg, key, default="__missing__")
         if current == "__missing__":
@@ -234,9 +234,10 @@ def claim_protocol(base: Path, s: Search) -> None:
         write_json(path, mine)
 
 
-def run(args, plan, launch) -> int:
+def run(args, plan, launch, hydra_main) -> int:
     """`regbench run -m` of a study with ``search.space``: the workers, then the replication (module doc).
-    ``launch(RunArgs, table=...) -> exit code`` is the CLI's sweep, for the replication."""
+    ``launch(RunArgs, table=...) -> exit code`` is the CLI's sweep, for the replication; ``hydra_main`` the Hydra
+    application (:func:`regbench.app.hydra_main`), which runs the workers."""
     import time
     from dataclasses import replace
 
@@ -256,7 +257,7 @@ def run(args, plan, launch) -> int:
               f"{s.metric}), {s.batch} at a time on {s.n_jobs} worker(s); {done} in {base / STUDY_FILE} already",
               markup=False, soft_wrap=True)
     command = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.sweep.dir", "search.worker"))]
-    _launch_workers(args, plan, command, s, base)
+    _launch_workers(args, plan, command, s, base, hydra_main)
     study = open_study(base, s, plan.config.trainer.max_epochs)
     summary = summarize(study, base)
     code = 0
@@ -288,18 +289,17 @@ def _value(v) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def _launch_workers(args, plan, command: list[str], s: Search, base: Path) -> None:
+def _launch_workers(args, plan, command: list[str], s: Search, base: Path, hydra_main) -> None:
     """Hydra launches ``search.n_jobs`` worker jobs with the command's launcher; each runs :func:`work`."""
     import sys
 
-    from regbench import app
     from regbench.sweep.jobs import mode_known
 
     workers = ",".join(str(i) for i in range(s.n_jobs))
     sys.argv = ["regbench run", *args.flags, *command, f"search.worker={workers}",
                 f"hydra.sweep.dir={base / WORKERS_DIR}", "hydra.output_subdir=null"]
     with mode_known(plan.config):
-        app.hydra_main()
+        hydra_main()
 
 
 # ------------------------------------------------------------------------------------------------ a worker
