@@ -57,26 +57,9 @@ def tuning_of(cfg: DictConfig) -> Tuning | None:
     if not node or not node.get("space"):
         return None
     space = OmegaConf.to_container(node.space, resolve=True) if OmegaConf.is_config(node.space) else node.space
-    if not isinstance(space, dict):
-        raise ConfigError(f"tune.space={space!r}: a mapping of config keys to a grid or a range, e.g. "
-                          "tune.space={optimizer.lr:[0.1,0.01]}")
-    for key, spec in space.items():
-        if key.split(".")[0] in UNTUNABLE:
-            raise ConfigError(f"tune.space: {key!r} cannot be tuned (seeds are tune.seeds and the study's seed; "
-                              f"{', '.join(UNTUNABLE[1:])} are not settings of a run)")
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"tune.space: {key!r} is no key of the config")
-        if isinstance(spec, list):
-            if not spec or not all(_is_number(v) for v in spec):
-                raise ConfigError(f"tune.space.{key}: a grid is a non-empty list of numbers, not {spec!r}")
-        elif isinstance(spec, dict):
-            low, high = spec.get("low"), spec.get("high")
-            if not (_is_number(low) and _is_number(high) and low < high) or set(spec) - {"low", "high", "log"}:
-                raise ConfigError(f"tune.space.{key}: a range is {{low: a, high: b, log: true|false}} with a < b, not {spec!r}")
-            if spec.get("log", True) and low <= 0:
-                raise ConfigError(f"tune.space.{key}: a log-uniform range needs low > 0, not {low}")
-        else:
-            raise ConfigError(f"tune.space.{key}: a list of values (grid) or {{low, high, log}} (random), not {spec!r}")
+    from regbench.sweep.search import check_space
+
+    check_space("tune.space", space, cfg, UNTUNABLE, verb="tuned")  # the search's own check: one grammar for both
     grid = all(isinstance(s, list) for s in space.values())
     budget = node.get("budget")
     if grid:
@@ -102,24 +85,19 @@ def _is_number(v) -> bool:
 
 
 def candidates(t: Tuning) -> list[dict]:
-    """The settings every arm tries: the grid's points in order, or ``budget`` draws (log-)uniform, seeded."""
+    """The settings every arm tries: the grid's points in order, or ``budget`` seeded (log-)uniform draws of the
+    search engine (:func:`regbench.sweep.search.draws`)."""
     if all(isinstance(s, list) for s in t.space.values()):
         return [dict(zip(t.keys, point)) for point in itertools.product(*t.space.values())]
-    import numpy as np
+    from regbench.sweep.search import draws
 
-    rng = np.random.default_rng(t.sampler_seed)
-    draws = []
-    for _ in range(t.budget):
-        point = {}
-        for key, spec in t.space.items():
-            if isinstance(spec, list):
-                point[key] = spec[int(rng.integers(len(spec)))]
-            elif spec.get("log", True):
-                point[key] = float(f"{math.exp(rng.uniform(math.log(spec['low']), math.log(spec['high']))):.4g}")
-            else:
-                point[key] = float(f"{rng.uniform(spec['low'], spec['high']):.4g}")
-        draws.append(point)
-    return draws
+    # Optuna's seeded random sampler, as a search with search.sampler=random draws; rounded to 4 significant
+    # digits, which name the runs' folders
+    return [{k: _round(v) for k, v in point.items()} for point in draws(t.space, t.budget, t.sampler_seed)]
+
+
+def _round(v):
+    return float(f"{v:.4g}") if isinstance(v, float) else v
 
 
 # ------------------------------------------------------------------------------------------------ arms
