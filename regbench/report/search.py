@@ -79,7 +79,7 @@ def history_figure(study, path: Path, objective: str) -> None:
 
 
 def write(sweep_dir: Path, metric: str) -> dict[str, Path]:
-    """report.md (the search) and its figure in the sweep dir; the replication's own report beside it if it ran."""
+    """report.md (the search) and its figure in the sweep dir; the trials' and the replication's own reports."""
     import optuna
 
     sweep_dir = Path(sweep_dir)
@@ -114,7 +114,8 @@ def write(sweep_dir: Path, metric: str) -> dict[str, Path]:
             std = f" ± {r['test_acc_std']:.4f}" if r.get("test_acc_std") is not None else ""
             lines.append(f"| {'best trial' if arm == 'best' else 'default recipe'} | {r['test_acc_mean']:.4f}{std} | "
                          f"{', '.join(map(str, r['seeds']))} |")
-        lines += ["", "The replication's full report: [replicate/report.md](replicate/report.md).", ""]
+        lines += ["", "The replication's full report: [replicate/report.md](replicate/report.md); every trial's: "
+                  "[trials/report.md](trials/report.md).", ""]
     imp = importances(study) if count["complete"] else None
     lines += ["## What mattered", ""]
     if imp:
@@ -134,10 +135,11 @@ def write(sweep_dir: Path, metric: str) -> dict[str, Path]:
     path.write_text("\n".join(lines) + "\n")
     (sweep_dir / "report.html").write_text(_html(lines))
     written = {"markdown": path, "html": sweep_dir / "report.html", "figure": sweep_dir / FIGURE}
-    if (sweep_dir / "replicate").is_dir():
-        from regbench.report import write_report
+    from regbench.report import write_report
 
-        written.update({f"replicate {k}": v for k, v in write_report(sweep_dir / "replicate", metric=metric).items()})
+    for part in ("trials", "replicate"):  # their own reports: the metric against each sampled value; the replication
+        if (sweep_dir / part).is_dir():
+            written.update({f"{part} {k}": v for k, v in write_report(sweep_dir / part, metric=metric).items()})
     return written
 
 

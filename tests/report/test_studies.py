@@ -20,7 +20,7 @@ from regbench.report import write_report
 STUDIES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 SHRINK = ["debug=tiny", "trainer.max_epochs=2",
           "seed=0"]  # one seed: the command line's fixed value replaces the study's seed axis
-EXTRA = {"random_search": ["hydra.sweeper.n_trials=6"]}
+EXTRA = {"random_search": ["search.n_trials=6", "search.replicate_seeds=[1]"]}
 #: The study figures each embedded study must get (besides learning curves and effects).
 FIGURES = {
     "zhang2017_randomization": {"train_loss_vs_steps", "test_error_vs_label_noise", "time_to_fit_vs_label_noise"},
@@ -40,6 +40,13 @@ def test_report_on_each_embedded_study(study, tmp_path):
                           *EXTRA.get(study, []), f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=900, env=os.environ.copy())
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    if study == "random_search":  # a search's own report; then the trials' ablation report, checked as every study's
+        from regbench.report import search
+
+        top = search.write(sweep, metric="test_acc")
+        assert "## What mattered" in top["markdown"].read_text() and top["figure"].stat().st_size > 5_000
+        assert (sweep / "replicate" / "report.md").exists() and (sweep / "trials" / "report.md").exists()
+        sweep = sweep / "trials"
     written = write_report(sweep)
     text = written["markdown"].read_text()
     assert "could not be drawn" not in text and "## Ablation table" in text and "## Provenance" in text
