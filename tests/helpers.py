@@ -50,3 +50,32 @@ def one_line_error(out: subprocess.CompletedProcess, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+#: Three members of one stack, trained in a process of their own: ``python -c STACK_SCRIPT <root> <overrides...>``.
+STACK_SCRIPT = """
+import sys
+from regbench.config import compose
+from regbench.stack import train_stacked
+args, root = sys.argv[2:], sys.argv[1]
+train_stacked([compose([*args, f"seed={s}"]) for s in range(3)], [f"{root}/m{s}" for s in range(3)])
+"""
+
+
+def kill_stack_mid_training(killed: Path, args: list[str], epochs: int = 3) -> None:
+    """Train seeds 0-2 of ``args`` as one stack in ``killed/m0..m2`` in another process; SIGKILL it once every member
+    has ``epochs`` rows in its metrics.jsonl, before any has finished."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(killed), *args], cwd=REPO, env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not all((killed / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(killed / f"m{s}")) >= epochs
+                  for s in range(3)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"

@@ -9,17 +9,11 @@ resumes exactly.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, compose, read_metrics
+from helpers import compose, kill_stack_mid_training, read_metrics
 from torch import nn
 
 from regbench import checkpoint
@@ -230,15 +224,6 @@ def test_fused_stack_members_match_their_solo_runs(overrides, tmp_path):
 KILL_ARGS = ["debug=tiny", "dataset=digits", "model=cnn", "model.norm=batch", "model.channels=8", "model.width=32",
              "regularizer=[dropout]", "trainer.max_epochs=14", "dataset.n_train=1000",
              "trainer.checkpoint_every_s=0", "trainer.early_stopping.patience=null"]
-SCRIPT = textwrap.dedent("""
-    import sys
-    from regbench.config import compose
-    from regbench.stack import train_stacked
-    args, root = sys.argv[2:], sys.argv[1]
-    train_stacked([compose([*args, f"seed={s}"]) for s in range(3)], [f"{root}/m{s}" for s in range(3)])
-""")
-
-
 def test_a_killed_fused_batchnorm_stack_resumes_exactly(tmp_path):
     """SIGKILL mid-training, then the same stack again: every member continues from its own last.pt (weights,
     running statistics, optimizer state, generators) and ends bit for bit as an uninterrupted stack."""
@@ -247,17 +232,7 @@ def test_a_killed_fused_batchnorm_stack_resumes_exactly(tmp_path):
     reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(killed), *KILL_ARGS], cwd=REPO, env=os.environ.copy(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not all((killed / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(killed / f"m{s}")) >= 3
-                  for s in range(3)):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
+    kill_stack_mid_training(killed, KILL_ARGS)
 
     resumed = S.train_stacked(configs, [killed / f"m{s}" for s in range(3)])
     for s in range(3):

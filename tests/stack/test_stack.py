@@ -7,17 +7,11 @@ runs agree to float tolerance (batched kernels sum in another order), and a kill
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, compose, read_metrics, read_result
+from helpers import compose, kill_stack_mid_training, read_metrics, read_result
 
 from regbench import checkpoint
 from regbench import stack as S
@@ -287,31 +281,12 @@ def test_members_log_train_metrics_at_solo_cadence_and_at_their_own_stop(tmp_pat
 
 KILL_ARGS = ["debug=tiny", "model=mlp", "regularizer=[dropout,mixup]", "trainer.max_epochs=8", "dataset.n_train=1000",
              "trainer.checkpoint_every_s=0"]
-SCRIPT = textwrap.dedent("""
-    import sys
-    from regbench.config import compose
-    from regbench.stack import train_stacked
-    args, root = sys.argv[2:], sys.argv[1]
-    train_stacked([compose([*args, f"seed={s}"]) for s in range(3)], [f"{root}/m{s}" for s in range(3)])
-""")
-
-
 def test_sigkill_then_rerun_resumes_every_member_and_a_member_resumes_solo(tmp_path):
     configs = [compose(*KILL_ARGS, f"seed={s}") for s in range(3)]
     reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(killed), *KILL_ARGS], cwd=REPO, env=os.environ.copy(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not all((killed / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(killed / f"m{s}")) >= 3
-                  for s in range(3)):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
+    kill_stack_mid_training(killed, KILL_ARGS)
 
     alone = solo.train(configs[0], killed / "m0")  # a stacked member's checkpoint continues in the solo loop
     assert "stacked" not in alone
