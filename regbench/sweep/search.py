@@ -159,8 +159,7 @@ def sampler(kind: str, seed: int):
     resumed or parallel study does not propose again what it proposed before."""
     import optuna
 
-    quiet = warnings.catch_warnings()
-    with quiet:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return {"random": lambda: optuna.samplers.RandomSampler(seed=seed),
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
@@ -259,7 +258,7 @@ def run(args, plan, launch, hydra_main) -> int:
     command = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.sweep.dir", "search.worker"))]
     _launch_workers(args, plan, command, s, base, hydra_main)
     study = open_study(base, s, plan.config.trainer.max_epochs)
-    summary = summarize(study, base)
+    summary = summarize(study)
     code = 0
     if summary["unfinished"]:
         out.print(f"search: {summary['unfinished']} trial(s) unfinished; re-run the same command to finish them",
@@ -268,7 +267,7 @@ def run(args, plan, launch, hydra_main) -> int:
     elif summary["best"] and s.replicate_seeds:
         seeds = f"seed={','.join(map(str, s.replicate_seeds))}"
         rest = [*command, seeds, f"hydra.sweep.dir={base / REPLICATE_DIR}"]
-        params = [f"{k}={_value(v)}" for k, v in summary["best"]["params"].items()]
+        params = [f"{k}={override_value(v)}" for k, v in summary["best"]["params"].items()]
         code = launch(replace(args, overrides=[*rest, *params]), table=False)
         if s.replicate_default and code != 2:
             code = max(code, launch(replace(args, overrides=rest), table=False))
@@ -285,7 +284,8 @@ def run(args, plan, launch, hydra_main) -> int:
     return code
 
 
-def _value(v) -> str:
+def override_value(v) -> str:
+    """A value as a command-line override writes it (a float exactly: its repr)."""
     return repr(v) if isinstance(v, float) else str(v)
 
 
@@ -311,7 +311,7 @@ def work(cfg: DictConfig, hc) -> dict:
     s = search_of(cfg)
     base = Path(hc.sweep.dir).parent
     store = storage(base)
-    counts = {"trials": 0}
+    trained = 0
     with job_resources(cfg, hc, s.n_jobs):
         while True:
             with contextlib.ExitStack() as held:
@@ -319,8 +319,8 @@ def work(cfg: DictConfig, hc) -> dict:
                 if not batch:
                     break
                 _train_batch(cfg, s, base, store, batch)
-                counts["trials"] += len(batch)
-    return {"status": "completed", "trials": counts["trials"]}
+                trained += len(batch)
+    return {"status": "completed", "trials": trained}
 
 
 @dataclass
@@ -368,7 +368,7 @@ def _trial(cfg: DictConfig, base: Path, study, store, number: int, params: dict,
     held.enter_context(hold(run_dir, run_id(trial_cfg)))
     hydra_dir = run_dir / ".hydra"  # the trial's settings, where `regbench results` reads every run's
     hydra_dir.mkdir(exist_ok=True)
-    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={_value(v)}" for k, v in params.items()]))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={override_value(v)}" for k, v in params.items()]))
     return Trial(number, optuna.trial.Trial(study, _trial_id(number, store)), trial_cfg, run_dir)
 
 
@@ -443,7 +443,7 @@ def tell(study, t: Trial, result: dict, metric: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ the answer
 
-def summarize(study, base: Path) -> dict:
+def summarize(study) -> dict:
     """Counts, epochs trained, and the best completed trial of the study."""
     import optuna
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.errors import ConfigError, UserError
 from regbench.sweep.results import TUNED_FILE
+from regbench.sweep.search import override_value
 
 METRICS = {"val_acc": max, "val_loss": min}
 #: Top-level keys a search space cannot name.
@@ -80,10 +81,6 @@ def tuning_of(cfg: DictConfig) -> Tuning | None:
     return Tuning(space, budget, seeds, str(node.metric), int(node.get("sampler_seed", 0)))
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def candidates(t: Tuning) -> list[dict]:
     """The settings every arm tries: the grid's points in order, or ``budget`` seeded (log-)uniform draws of the
     search engine (:func:`regbench.sweep.search.draws`)."""
@@ -124,10 +121,6 @@ def arms_and_seeds(jobs, t: Tuning) -> tuple[list[Arm], list[str]]:
                 lines.append(line)
         arms[tuple(lines)] = None
     return [Arm(a) for a in arms], list(seeds) or ["0"]
-
-
-def _value(v) -> str:
-    return repr(v) if isinstance(v, float) else str(v)
 
 
 # ------------------------------------------------------------------------------------------------ selection
@@ -228,11 +221,11 @@ def run(args, plan, launch) -> int:
 
     command = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra.sweep.dir")]
     if all(isinstance(s, list) for s in t.space.values()):  # a grid: the product of the keys' values
-        sweeps = [[f"{k}={','.join(_value(v) for v in t.space[k])}" for k in t.keys]]
+        sweeps = [[f"{k}={','.join(override_value(v) for v in t.space[k])}" for k in t.keys]]
     elif len(t.keys) == 1:  # one key drawn: one sweep over the draws
-        sweeps = [[f"{t.keys[0]}={','.join(_value(p[t.keys[0]]) for p in points)}"]]
+        sweeps = [[f"{t.keys[0]}={','.join(override_value(p[t.keys[0]]) for p in points)}"]]
     else:  # joint draws of several keys: one sweep per draw
-        sweeps = [[f"{k}={_value(p[k])}" for k in t.keys] for p in points]
+        sweeps = [[f"{k}={override_value(p[k])}" for k in t.keys] for p in points]
     tuning_seeds = f"seed={','.join(map(str, t.seeds))}"
     for sweep in sweeps:
         code = launch(replace(args, overrides=[*command, tuning_seeds, *sweep, f"hydra.sweep.dir={base / 'tuning'}"]))
@@ -246,11 +239,11 @@ def run(args, plan, launch) -> int:
                                    "final_seeds": [int(s) for s in seeds], "arms": chosen})
     for arm in chosen:
         out.print(f"tuned: {' '.join(f'{k}={v}' for k, v in arm['arm'].items()) or '(one arm)'} → "
-                  f"{', '.join(f'{k}={_value(v)}' for k, v in arm['chosen'].items())} "
+                  f"{', '.join(f'{k}={override_value(v)}' for k, v in arm['chosen'].items())} "
                   f"({t.metric} {_score(arm[t.metric])} over the tuning seeds)", markup=False, soft_wrap=True)
     code = 0
     for arm in chosen:
-        final = [*arm["overrides"], *hydra_lines, *(f"{k}={_value(v)}" for k, v in arm["chosen"].items()),
+        final = [*arm["overrides"], *hydra_lines, *(f"{k}={override_value(v)}" for k, v in arm["chosen"].items()),
                  f"seed={','.join(seeds)}", f"hydra.sweep.dir={base / 'final'}"]
         code = max(code, launch(replace(args, overrides=final), table=False))
         if code == 2:
