@@ -7,11 +7,12 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from regbench.errors import UserError
+from regbench.report.document import Heading, Image, Table, Text, to_html, to_markdown
 
 REPORT_FILE, FIGURE = "report.md", "figures/search_history.png"
-HTML_STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-              "td,th{border:1px solid #ccc;padding:2px 8px}")
 
 
 def is_search(sweep_dir: Path) -> bool:
@@ -75,6 +76,7 @@ def history_figure(study, path: Path, objective: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
 
 
@@ -97,43 +99,41 @@ def write(sweep_dir: Path, metric: str) -> dict[str, Path]:
     epochs = [int(t.user_attrs.get("epochs_run") or 0) for t in trials]
     stopped = sorted(int(t.user_attrs.get("epochs_run") or 0) for t in trials if t.state == S.PRUNED)
     keys = list(trials[0].params) if trials[0].params else []
-    lines = [f"# Search: {sweep_dir}", "",
-             f"{len(trials)} trials of {', '.join(keys)}: {count['complete']} completed, {count['pruned']} pruned, "
-             f"{count['fail']} failed, {count['running']} unfinished; {sum(epochs)} epochs trained"
-             + (f" (the pruned trials stopped after a median of {stopped[len(stopped) // 2]} epochs)" if stopped else "")
-             + f". The objective is {objective} on the validation split ({study.direction.name.lower()}); "
-             "pruned trials are listed (with the value of the last epoch they reported) but never chosen.", ""]
+    blocks = [Heading(1, f"Search: {sweep_dir}"),
+              Text(f"{len(trials)} trials of {', '.join(keys)}: {count['complete']} completed, {count['pruned']} pruned, "
+                   f"{count['fail']} failed, {count['running']} unfinished; {sum(epochs)} epochs trained"
+                   + (f" (the pruned trials stopped after a median of {stopped[len(stopped) // 2]} epochs)" if stopped else "")
+                   + f". The objective is {objective} on the validation split ({study.direction.name.lower()}); "
+                   "pruned trials are listed (with the value of the last epoch they reported) but never chosen.")]
     if count["complete"]:
         b = study.best_trial
-        lines += [f"**Best trial {b.number}** ({b.user_attrs.get('run_dir')}): {objective} {b.value:.4f} with "
-                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in b.params.items()), ""]
+        blocks.append(Text(f"**Best trial {b.number}** ({b.user_attrs.get('run_dir')}): {objective} {b.value:.4f} with "
+                           + ", ".join(f"`{k}={_fmt(v)}`" for k, v in b.params.items())))
     rep = summary.get("replicate") or {}
     if rep:
-        lines += ["## Replicated on fresh seeds", "", "| recipe | test_acc (mean ± std) | seeds |", "| --- | --- | --- |"]
-        for arm, r in rep.items():
-            std = f" ± {r['test_acc_std']:.4f}" if r.get("test_acc_std") is not None else ""
-            lines.append(f"| {'best trial' if arm == 'best' else 'default recipe'} | {r['test_acc_mean']:.4f}{std} | "
-                         f"{', '.join(map(str, r['seeds']))} |")
-        lines += ["", "The replication's full report: [replicate/report.md](replicate/report.md); every trial's: "
-                  "[trials/report.md](trials/report.md).", ""]
+        rows = [{"recipe": "best trial" if arm == "best" else "default recipe",
+                 "test_acc (mean ± std)": f"{r['test_acc_mean']:.4f}"
+                 + (f" ± {r['test_acc_std']:.4f}" if r.get("test_acc_std") is not None else ""),
+                 "seeds": ", ".join(map(str, r["seeds"]))} for arm, r in rep.items()]
+        blocks += [Heading(2, "Replicated on fresh seeds"), Table("replicate", pd.DataFrame(rows)),
+                   Text("The replication's full report: `replicate/report.md`; every trial's: `trials/report.md`.")]
     imp = importances(study) if count["complete"] else None
-    lines += ["## What mattered", ""]
+    blocks.append(Heading(2, "What mattered"))
     if imp:
-        lines += ["Each parameter's share of the objective's variance over the completed trials (fANOVA):", "",
-                  "| parameter | importance |", "| --- | --- |", *(f"| {k} | {v:.3f} |" for k, v in imp.items()), ""]
+        blocks += [Text("Each parameter's share of the objective's variance over the completed trials (fANOVA):"),
+                   Table("importance", pd.DataFrame({"parameter": list(imp), "importance": [f"{v:.3f}" for v in imp.values()]}))]
     else:
-        lines += ["Not enough completed trials (or parameters) for fANOVA importances.", ""]
-    lines += ["## History", "", f"![each trial's {objective} and the best so far]({FIGURE})", "",
-              "## Trials", "", f"| trial | state | {objective} | epochs | " + " | ".join(keys) + " |",
-              "| --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " |"]
+        blocks.append(Text("Not enough completed trials (or parameters) for fANOVA importances."))
+    blocks += [Heading(2, "History"), Image("history", sweep_dir / FIGURE, FIGURE, FIGURE.replace(".png", ".svg"),
+                                            f"each trial's {objective} and the best so far",
+                                            "completed trials as dots, pruned ones as crosses at their last reported epoch")]
     order = sorted(trials, key=lambda t: (t.value is None, -(t.value or 0) if study.direction.name == "MAXIMIZE" else (t.value or 0)))
-    for t in order:
-        value = f"{t.value:.4f}" if t.value is not None else "—"
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {t.user_attrs.get('epochs_run') or '—'} | "
-                     + " | ".join(_fmt(t.params.get(k)) for k in keys) + " |")
+    rows = [{"trial": t.number, "state": t.state.name.lower(), objective: f"{t.value:.4f}" if t.value is not None else "—",
+             "epochs": t.user_attrs.get("epochs_run") or "—", **{k: _fmt(t.params.get(k)) for k in keys}} for t in order]
+    blocks += [Heading(2, "Trials"), Table("trials", pd.DataFrame(rows))]
     path = sweep_dir / REPORT_FILE
-    path.write_text("\n".join(lines) + "\n")
-    (sweep_dir / "report.html").write_text(_html(lines))
+    path.write_text(to_markdown(blocks))
+    (sweep_dir / "report.html").write_text(to_html(blocks, f"Search: {sweep_dir}"))
     written = {"markdown": path, "html": sweep_dir / "report.html", "figure": sweep_dir / FIGURE}
     from regbench.report import write_report
 
@@ -141,38 +141,6 @@ def write(sweep_dir: Path, metric: str) -> dict[str, Path]:
         if (sweep_dir / part).is_dir():
             written.update({f"{part} {k}": v for k, v in write_report(sweep_dir / part, metric=metric).items()})
     return written
-
-
-def _html(lines: list[str]) -> str:
-    """The report's markdown (headings, paragraphs, tables, one image) as a page of its own."""
-    import html
-    import re
-
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-        text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-        text = re.sub(r"!\[(.*?)\]\((.+?)\)", r'<img alt="\1" src="\2">', text)
-        return re.sub(r"\[(.+?)\]\((.+?)\)", r'<a href="\2">\1</a>', text)
-
-    out, table = [f"<!doctype html><meta charset=utf-8><style>{HTML_STYLE}</style>"], []
-    for line in [*lines, ""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if not set("".join(cells)) <= set("- "):
-                table.append(cells)
-            continue
-        if table:
-            head, *rows = table
-            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
-            table = []
-        level = len(line) - len(line.lstrip("#"))
-        if level and line[level:level + 1] == " ":
-            out.append(f"<h{level}>{inline(line[level + 1:])}</h{level}>")
-        elif line:
-            out.append(f"<p>{inline(line)}</p>")
-    return "\n".join(out) + "\n"
 
 
 def _protocol(sweep_dir: Path) -> dict:
