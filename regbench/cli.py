@@ -95,18 +95,21 @@ def run(argv: list[str]) -> int:
         _error(str(e))
 
 
-def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
+def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True, busy: frozenset[str] = frozenset(),
+           planned=None) -> int:
     """Check the command, then let Hydra run it; a sweep ends with its table. A study with a search space
     (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), and one with ``search.space`` a search
     (:mod:`regbench.sweep.search`), whose phases come back here (``tuned_phase``). Bad input
-    is a UserError, raised before anything is written, which the caller prints in one line."""
+    is a UserError, raised before anything is written, which the caller prints in one line. ``busy``: a sweep's run dirs to
+    leave out (`regbench submit`: those an earlier submission has queued or running); ``planned(plan)``, if given, sees
+    the checked plan before the stacks are planned."""
     plan = None
     if not args.info:
         from regbench.config import check_group_lists
         from regbench.validate import check_command
 
         check_group_lists(args.overrides)
-        plan = check_command(args.overrides, args.config_name, multirun=args.multirun)
+        plan = check_command(args.overrides, args.config_name, multirun=args.multirun, busy=busy)
         if plan.finished is not None:  # nothing to train, nothing to write: the run dir may even be read-only
             from regbench.console import print_result
 
@@ -132,13 +135,15 @@ def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True) -> int:
             from regbench.rundir import hold_sweep
 
             with hold_sweep(plan.sweep_dir):
-                return _launch_checked(args, plan, tuned_phase, table)
-    return _launch_checked(args, plan, tuned_phase, table)
+                return _launch_checked(args, plan, tuned_phase, table, planned)
+    return _launch_checked(args, plan, tuned_phase, table, planned)
 
 
-def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool) -> int:
+def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool, planned=None) -> int:
     """:func:`launch` once the command is checked (``plan``: None for an information flag)."""
     if plan is not None:
+        if planned is not None and args.multirun:
+            planned(plan)
         if args.multirun and not tuned_phase and plan.config is not None and plan.config.get("tune", {}).get("space"):
             from regbench.sweep import tune
 

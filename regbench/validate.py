@@ -36,6 +36,7 @@ class Plan:
     configs: Sequence = field(default_factory=list)
     config: object = None  # the first job's composed config, Hydra's node included
     todo: int = 0  # jobs still to train (not finished)
+    busy: int = 0  # jobs left out because another process has them (`regbench submit`: an earlier submission's task)
 
 
 class JobConfigs(Sequence):
@@ -57,8 +58,10 @@ class JobConfigs(Sequence):
         return self.composer.compose_task(list(self.jobs[index].overrides))
 
 
-def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False) -> Plan:
-    """Expand the command into its jobs and check every one of them; nothing is written.
+def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False,
+                  busy: frozenset[str] = frozenset()) -> Plan:
+    """Expand the command into its jobs and check every one of them; nothing is written. A sweep's jobs whose folder
+    is in ``busy`` (taken on elsewhere: a SLURM task queued or running) are checked but left out, as finished ones are.
 
     A sweep's jobs are checked on their configuration without Hydra's node (:meth:`Composer.compose_task`),
     which is all the checks and a job's id read; 2-4 ms and under 25 KB a job on a 2-core CPU (``benchmarks/precheck.py``)."""
@@ -95,6 +98,10 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
             done = None
             if known_dirs:
                 run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
+                if multirun and job.dirname in busy:
+                    finished[n] = 1
+                    plan.busy += 1
+                    continue
                 done = check_run_dir(run_dir, cfg)
                 if not multirun:
                     plan.run_dir, plan.finished = run_dir, done

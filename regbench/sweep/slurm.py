@@ -27,11 +27,25 @@ SLURM_STATES = {"PENDING": "pending", "RUNNING": "running", "REQUEUED": "requeue
 
 
 def slurm_view(sweep_dir: Path) -> list[str]:
-    """Lines for `regbench status`: the SLURM states of the tasks of the sweep's last submission (sacct), with the
-    overrides of each task that failed, was cancelled or timed out; [] when the sweep was not submitted."""
+    """Lines for `regbench status`: the SLURM states of the tasks of the sweep's submissions (sacct), the latest and
+    the earlier ones that still had tasks when it was made, with the run dir of each task that failed, was cancelled
+    or timed out; [] when the sweep was not submitted."""
     manifest = read_manifest(sweep_dir)
     if manifest is None:
         return []
+    lines = []
+    for submission in submissions_of(manifest):
+        lines += _array_view(Path(sweep_dir), submission)
+    return lines
+
+
+def submissions_of(manifest: dict) -> list[dict]:
+    """A manifest's submissions: the latest first, then the earlier ones it kept (those with tasks not ended then)."""
+    earlier = manifest.get("earlier") if isinstance(manifest.get("earlier"), list) else []
+    return [manifest, *(m for m in earlier if isinstance(m, dict) and isinstance(m.get("tasks"), list))]
+
+
+def _array_view(sweep_dir: Path, manifest: dict) -> list[str]:
     array = str(manifest.get("array_job_id", ""))
     if shutil.which("sacct") is None:
         return [f"SLURM array {array}: sacct is not on PATH here (run `regbench status` where SLURM's tools are)"]
@@ -48,9 +62,13 @@ def slurm_view(sweep_dir: Path) -> list[str]:
         for task in _array_tasks(job_id):  # pending tasks come as one line: 59_[1-3%1]
             attempts.setdefault(task, []).append(SLURM_STATES.get(state.split()[0] if state else "", state.lower() or "?"))
     states = {}
+    queued = None
     for task in manifest["tasks"]:
         seen = attempts.get(str(task.get("job_id")), [])
-        states[task["job_id"]] = seen[-1] if seen else "pending"  # not in the accounting yet
+        if not seen and queued is None:
+            queued = _queued(array)
+        # not in the accounting: still queued (not there yet), or removed from the queue before it ever started
+        states[task["job_id"]] = seen[-1] if seen else "pending" if task["job_id"] in queued else "cancelled"
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
@@ -62,12 +80,16 @@ def slurm_view(sweep_dir: Path) -> list[str]:
     for job_id, state in states.items():
         if state in ("failed", "cancelled", "timed out"):
             task = by_id[job_id]
-            run = _run_status(Path(sweep_dir), task.get("run_dir"))
-            if run in FINISHED:
-                note = f"   (its run {run} before that)"
+            dirs = task.get("run_dirs") or [task.get("run_dir")]
+            runs = [_run_status(sweep_dir, d) for d in dirs]
+            if runs and all(run in FINISHED for run in runs):
+                note = f"   (its run{'s are' if len(runs) > 1 else ' is'} {', '.join(sorted(set(runs)))})"
             else:
                 note = "   (submit the same command again to run it)" if state != "failed" else ""
-            lines.append(f"  {state} {job_id}: {task.get('run_dir') or ' '.join(task.get('overrides', []))}{note}")
+            what = task.get("run_dir") or " ".join(task.get("overrides", []))
+            if len(dirs) > 1:
+                what += f" (a stack of {len(dirs)})"
+            lines.append(f"  {state} {job_id}: {what}{note}")
     return lines
 
 
@@ -112,14 +134,20 @@ def read_manifest(sweep_dir: Path) -> dict | None:
 
 
 def still_active(sweep_dir: Path) -> list[str]:
-    """The tasks of the sweep's last submission that SLURM has not ended (squeue), [] when none or no submission."""
+    """The tasks of the sweep's submissions that SLURM has not ended (squeue), [] when none or no submission."""
     manifest = read_manifest(sweep_dir)
     if manifest is None:
         return []
-    array = str(manifest.get("array_job_id", ""))
+    queued = _queued(",".join(str(m.get("array_job_id", "")) for m in submissions_of(manifest)))
+    return [task for task, state in queued.items() if state in ACTIVE]
+
+
+def _queued(arrays: str) -> dict[str, str]:
+    """squeue's tasks of the arrays (comma-separated ids), each by its own id, with its state; {} when squeue fails
+    (a warning: the caller takes every task as ended)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i %T"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["squeue", "-h", "-r", "-j", arrays, "-o", "%i %T"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        print(f"regbench: warning: squeue did not answer ({e}); assuming no job of {array} is left", file=sys.stderr)
-        return []
-    return [line.split()[0] for line in out.stdout.splitlines() if len(line.split()) == 2 and line.split()[1] in ACTIVE]
+        print(f"regbench: warning: squeue did not answer ({e}); assuming no job of {arrays} is left", file=sys.stderr)
+        return {}
+    return dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)

@@ -8,9 +8,10 @@ array's job id, each task's id, run dir and overrides, the command) and returns.
 process: follow them with ``regbench status <sweep dir>`` (each run's own state) and ``squeue``/``sacct``, and
 collect them with ``regbench results`` / ``report`` at any time.
 
-Submitting the same sweep again while a task of its last submission is queued or running is refused in one line
-(exit 2); once they have ended, the same command submits the sweep again, and its jobs skip the runs that finished
-and resume the interrupted ones from their checkpoints (``tests/slurm/test_submit.py``).
+The array holds one task per unit of work: a stack (its leader trains every member) or a run alone; finished runs
+and the members a leader trains are not submitted. Submitting the same sweep again sends only what is neither
+finished nor queued or running in an earlier submission (by the manifest's run dirs and ``squeue``), so no run is
+ever submitted twice; the manifest keeps the earlier submissions that still have tasks (``tests/slurm/test_submit.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from regbench.sweep.slurm import ACTIVE, MANIFEST, read_manifest, still_active  # noqa: F401 (re-exported)
+from regbench.sweep.slurm import ACTIVE, MANIFEST, read_manifest, still_active, submissions_of  # noqa: F401 (re-exported)
 
 LAUNCHERS = ("slurm", "submitit_slurm")
 def main(argv: list[str], parse_run_args, launch) -> int:
@@ -41,29 +42,103 @@ def main(argv: list[str], parse_run_args, launch) -> int:
     if args.info:
         raise UserError("regbench submit takes overrides only (see regbench run --help for the config groups)")
     started = time.monotonic()
-    _refuse_while_active(args)
-    with submit_only(" ".join(["regbench", "submit", *argv])) as submitted:
-        code = launch(args, table=False)
-    if code or not submitted:
+    submission = Submission(" ".join(["regbench", "submit", *argv]), *_earlier(args))
+    try:
+        with submit_only(submission):
+            code = launch(args, table=False, busy=frozenset(submission.busy), planned=submission.planned)
+    except NothingToSubmit as e:
+        print(f"nothing to submit: {e}")
+        return 0
+    if submission.error is not None:
+        raise submission.error
+    if code:
         return code
-    if isinstance(submitted[0], Exception):
-        raise submitted[0] if isinstance(submitted[0], UserError) else UserError(str(submitted[0]))
-    sweep_dir, manifest = submitted[0]
+    if submission.manifest is None:
+        print(f"nothing to submit: {submission.counts()}")
+        return 0
+    sweep_dir, manifest = submission.sweep_dir, submission.manifest
     array = manifest["array_job_id"]
-    print(f"submitted {len(manifest['tasks'])} job(s) as SLURM array {array} in {time.monotonic() - started:.1f} s: {sweep_dir}\n"
-          f"  follow:  regbench status {sweep_dir}   (SLURM's view: squeue -j {array}, sacct -j {array})\n"
-          f"  results: regbench results {sweep_dir}   (any time; partial until every job has ended)")
+    runs = sum(len(t["run_dirs"]) for t in manifest["tasks"])
+    print(f"submitted {len(manifest['tasks'])} job(s) for {runs} run(s) as SLURM array {array} in "
+          f"{time.monotonic() - started:.1f} s: {sweep_dir}" + (f" ({submission.counts()})" if submission.skipped else "") +
+          f"\n  follow:  regbench status {sweep_dir}   (SLURM's view: squeue -j {array}, sacct -j {array})"
+          f"\n  results: regbench results {sweep_dir}   (any time; partial until every job has ended)")
     return 0
 
 
+class NothingToSubmit(Exception):
+    """Every run of the sweep is finished, or queued or running in an earlier submission."""
+
+
+class Submission:
+    """One `regbench submit`: what its plan leaves out, and what it sent.
+
+    ``active``: the earlier submissions' tasks SLURM has not ended, ``busy`` their run dirs, which the pre-check leaves
+    out (no stack takes them); :meth:`planned` sees the checked plan, and ``todo`` is then the run dirs this submission
+    trains. The launcher (:func:`submit_only`) fills ``manifest``
+    (None: nothing was left to submit) or ``error``."""
+
+    def __init__(self, command: str, sweep_dir: Path | None, earlier: list[dict], active: set[str]):
+        self.command, self.sweep_dir, self.earlier, self.active = command, sweep_dir, earlier, active
+        self.busy = {d for m in earlier for t in m["tasks"] if t.get("job_id") in active for d in _task_dirs(t)}
+        self.todo: set[str] | None = None
+        self.finished = self.skipped = 0
+        self.manifest: dict | None = None
+        self.error: Exception | None = None
+
+    def planned(self, plan) -> None:
+        """The checked plan (the busy runs left out by the check): what this submission trains."""
+        finished = getattr(plan.configs, "finished", None)
+        if finished is None:  # not a basic sweep (nothing is planned by run dir): submit what Hydra launches
+            return
+        self.skipped, self.finished = plan.busy, sum(finished) - plan.busy
+        self.todo = {job.dirname for i, job in enumerate(plan.jobs[:len(finished)]) if not finished[i]}
+        if not self.todo:
+            raise NothingToSubmit(self.counts())
+
+    def counts(self) -> str:
+        parts = [f"{self.finished} run(s) finished"] if self.finished else []
+        if self.busy:
+            arrays = sorted({m["array_job_id"] for m in self.earlier for t in m["tasks"] if t.get("job_id") in self.active})
+            parts.append(f"{self.skipped} run(s) queued or running in array {', '.join(map(str, arrays))}")
+        return ", ".join(parts) or "no run to train"
+
+
+def _task_dirs(task: dict) -> list[str]:
+    """The run dirs a manifest task trains: its stack's (``run_dirs``), or its one ``run_dir`` (an older manifest)."""
+    dirs = task.get("run_dirs") or [task.get("run_dir")]
+    return [d for d in dirs if isinstance(d, str)]
+
+
+def _earlier(args) -> tuple[Path | None, list[dict], set[str]]:
+    """The sweep dir, its earlier submissions that still have tasks SLURM has not ended, and those tasks' ids; read
+    before anything is planned or written (a damaged manifest is one line, and nothing is submitted)."""
+    from omegaconf import OmegaConf
+
+    from regbench.errors import UserError
+    from regbench.sweep.jobs import command_jobs
+
+    try:
+        hydra_cfg, _ = command_jobs(args.overrides, args.config_name)
+        sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir")))
+    except UserError:
+        raise
+    except Exception:
+        return None, [], set()  # a bad command: the pre-check says what is wrong with it
+    manifest = read_manifest(sweep_dir)
+    if manifest is None:
+        return sweep_dir, [], set()
+    active = set(still_active(sweep_dir))
+    submissions = [m for m in submissions_of(manifest) if any(t.get("job_id") in active for t in m["tasks"])]
+    return sweep_dir, submissions, active
+
+
 @contextmanager
-def submit_only(command: str):
+def submit_only(submission: Submission):
     """While it is open, hydra-submitit-launcher's launch submits the sweep's array, writes the manifest and returns
-    (its jobs reported to Hydra as launched); ``submitted`` then holds (sweep dir, manifest), or the UserError that
-    stopped the submission."""
+    (its jobs reported to Hydra as launched), filling ``submission``."""
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
-    submitted: list = []
     original = BaseSubmititLauncher.launch
 
     def launch(self, job_overrides, initial_job_idx):
@@ -72,23 +147,42 @@ def submit_only(command: str):
         from regbench.errors import UserError
 
         try:
-            submitted.append(_submit(self, job_overrides, initial_job_idx, command))
+            _submit(self, job_overrides, initial_job_idx, submission)
         except UserError as e:  # one line, after Hydra is done (nothing was submitted)
-            submitted.append(e)
+            submission.error = e
             return []
-
+        except Exception as e:
+            submission.error = UserError(str(e))
+            return []
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value={"status": "submitted"})
                 for o in job_overrides]
 
     BaseSubmititLauncher.launch = launch
     try:
-        yield submitted
+        yield submission
     finally:
         BaseSubmititLauncher.launch = original
 
 
-def _submit(launcher, job_overrides, initial_job_idx: int, command: str) -> tuple[Path, dict]:
-    """What BaseSubmititLauncher.launch does (hydra-submitit-launcher 1.2), up to and with ``map_array``, without the wait."""
+def to_submit(job_overrides, dirnames: dict, plan: dict | None, todo: set[str] | None) -> list[tuple[int, list[str]]]:
+    """The jobs to submit, as (index into ``job_overrides``, the run dirs its task trains): a stack's leader (with
+    every member) and each run that trains alone, in launch order; not a finished run, one another submission has
+    queued or running, nor a member its leader trains. A job whose run dir is unknown is submitted as it is."""
+    stacks = {s[0]["dirname"]: [m["dirname"] for m in s] for s in (plan or {}).get("stacks", [])}
+    members = {d for dirs in stacks.values() for d in dirs[1:]}
+    out = []
+    for i, o in enumerate(job_overrides):
+        name = dirnames.get(tuple(o))
+        if name is None:
+            out.append((i, []))
+        elif (todo is None or name in todo) and name not in members:
+            out.append((i, stacks.get(name, [name])))
+    return out
+
+
+def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submission) -> None:
+    """What BaseSubmititLauncher.launch does (hydra-submitit-launcher 1.2), up to and with ``map_array``, without the
+    wait, for :func:`units` of the jobs only; then the manifest."""
     import submitit
     from hydra.core.singleton import Singleton
     from hydra.core.utils import filter_overrides
@@ -97,8 +191,15 @@ def _submit(launcher, job_overrides, initial_job_idx: int, command: str) -> tupl
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
     from regbench.errors import UserError
+    from regbench.sweep.jobs import sweep_jobs
+    from regbench.sweep.stacks import read_plan
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    dirnames = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}  # from multirun.yaml, as Hydra wrote it
+    chosen = to_submit(job_overrides, dirnames, read_plan(sweep_dir), submission.todo)
+    submission.sweep_dir = sweep_dir
+    if not chosen:
+        return
     params = dict(launcher.params)
     init = {"folder": params.pop("submitit_folder")}
     if "max_num_timeout" in params:
@@ -108,43 +209,21 @@ def _submit(launcher, job_overrides, initial_job_idx: int, command: str) -> tupl
     executor.update_parameters(**{k if k in base else f"{launcher._EXECUTOR}_{k}": v for k, v in params.items()})
     sweep_dir.mkdir(parents=True, exist_ok=True)
     state = Singleton.get_state()  # the same for every job (the plugin takes it per job: 15 ms each here)
-    job_params = [(list(o), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{initial_job_idx + i}", state)
-                  for i, o in enumerate(job_overrides)]
+    job_params = [(list(job_overrides[i]), "hydra.sweep.dir", initial_job_idx + i, f"job_id_for_{initial_job_idx + i}", state)
+                  for i, _ in chosen]
     jobs, refused = _quietly(lambda: executor.map_array(launcher, *zip(*job_params)))
     if refused is not None:  # sbatch refused it: a partition that does not exist, an account, ...
         lines = [line.strip() for line in refused.splitlines() if "sbatch: error" in line] or \
             [line.strip() for line in refused.splitlines() if line.strip()]
         raise UserError(f"SLURM refused the submission: {lines[-1] if lines else 'sbatch failed'}")
-    from regbench.sweep.jobs import sweep_jobs
-
-    dirnames = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}  # from multirun.yaml, as Hydra wrote it
-    manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "command": command, "submitted_at": time.time(),
-                "tasks": [{"job_id": j.job_id, "run_dir": dirnames.get(tuple(o)), "overrides": filter_overrides(list(o))}
-                          for j, o in zip(jobs, job_overrides)]}
+    tasks = [{"job_id": j.job_id, "run_dir": dirs[0] if dirs else None, "run_dirs": dirs,
+              "overrides": filter_overrides(list(job_overrides[i]))} for j, (i, dirs) in zip(jobs, chosen)]
+    submission.manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "command": submission.command,
+                           "submitted_at": time.time(), "tasks": tasks,
+                           "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in submission.earlier]}
     from regbench.files import write_json
 
-    write_json(sweep_dir / MANIFEST, manifest)
-    return sweep_dir, manifest
-
-
-def _refuse_while_active(args) -> None:
-    """One line and exit 2, before anything is planned or written, while a task of the sweep's last submission is
-    queued or running: submitting again would plan its stacks anew under the feet of its jobs, and train runs twice."""
-    from regbench.errors import UserError
-    from regbench.sweep.jobs import command_jobs
-    from omegaconf import OmegaConf
-
-    try:
-        hydra_cfg, _ = command_jobs(args.overrides, args.config_name)
-        sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir")))
-        active = still_active(sweep_dir)
-    except UserError:
-        raise
-    except Exception:
-        return  # a bad command: the pre-check says what is wrong with it
-    if active:
-        raise UserError(f"{sweep_dir} was submitted already and job(s) {', '.join(active[:5])} are still queued or running: "
-                        f"`regbench status {sweep_dir}` follows them; submit again once they have ended (or scancel them)")
+    write_json(sweep_dir / MANIFEST, submission.manifest)
 
 
 def _quietly(submit):

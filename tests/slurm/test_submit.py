@@ -20,15 +20,21 @@ def read_manifest(sweep_dir) -> dict:
 pytestmark = pytest.mark.slurm
 
 
+def queued(array: str) -> list[str]:
+    """The array's tasks still in SLURM's queue (pending ones each by its own id)."""
+    out = subprocess.run(["squeue", "-h", "-r", "-j", array, "-o", "%i"], capture_output=True, text=True, timeout=30)
+    return out.stdout.split()
+
+
 def ended(array: str):
     records = [r for r in sacct(array) if "." not in r["job_id"]]
     return records if records and all(r["state"] not in ACTIVE for r in records) else None
 
 
 def test_a_submitted_sweep_returns_before_its_jobs_end_and_completes_with_the_basic_launchers_results(tmp_path):
-    """Two stacks of two: submit returns within seconds, before any run has a result; a second submit while the jobs
-    are queued or running is refused in one line; the jobs end COMPLETED and `regbench results` gives the basic
-    launcher's table; submitting again afterwards retrains nothing."""
+    """Two stacks of two are two array tasks: submit returns within seconds, before any run has a result; a second
+    submit while the tasks are queued or running submits nothing; the tasks end COMPLETED and `regbench results`
+    gives the basic launcher's table; submitting again afterwards retrains nothing."""
     basic = sweep(tmp_path, "basic", "stack=2")
     sweep_dir = tmp_path / "submitted" / "sweep"
     sweep_dir.parent.mkdir()
@@ -37,22 +43,25 @@ def test_a_submitted_sweep_returns_before_its_jobs_end_and_completes_with_the_ba
     took = time.monotonic() - started
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert not list(sweep_dir.glob("*/result.json")), "submit waited for a job"
-    assert took < 30 and "submitted 4 job(s) as SLURM array" in out.stdout and f"regbench status {sweep_dir}" in out.stdout
+    assert took < 30 and "submitted 2 job(s) for 4 run(s) as SLURM array" in out.stdout, out.stdout
+    assert f"regbench status {sweep_dir}" in out.stdout
     manifest = read_manifest(sweep_dir)
     array = manifest["array_job_id"]
-    assert [t["job_id"] for t in manifest["tasks"]] == [f"{array}_{i}" for i in range(4)]
-    assert sorted(t["run_dir"] for t in manifest["tasks"]) == sorted(p.name for p in basic.iterdir() if p.is_dir())
-    assert all("seed=0" in t["overrides"] or "seed=1" in t["overrides"] for t in manifest["tasks"])
-    assert "regbench submit" in manifest["command"]
+    assert [t["job_id"] for t in manifest["tasks"]] == [f"{array}_{i}" for i in range(2)]
+    assert [len(t["run_dirs"]) for t in manifest["tasks"]] == [2, 2]  # a stack's task: its leader's run dir first
+    assert all(t["run_dir"] == t["run_dirs"][0] for t in manifest["tasks"])
+    assert sorted(d for t in manifest["tasks"] for d in t["run_dirs"]) == sorted(p.name for p in basic.iterdir() if p.is_dir())
+    assert "regbench submit" in manifest["command"] and manifest["earlier"] == []
 
     again = run_cli("submit", *SWEEP, "stack=2", f"hydra.sweep.dir={sweep_dir}", cwd=sweep_dir.parent)
-    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "still queued or running" in again.stderr, again.stderr
-    assert read_manifest(sweep_dir) == manifest  # the first submission's manifest is kept
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to submit" in again.stdout and "submitted" not in again.stdout, again.stdout
+    assert read_manifest(sweep_dir) == manifest  # nothing new: the first submission's manifest is kept
 
     records = wait_for(lambda: ended(array), 240, "every task to end", every=1)
     assert all(r["state"] == "COMPLETED" for r in records), records
     status = run_cli("status", str(sweep_dir)).stdout
-    assert f"SLURM array {array} (4 task(s)): 4 completed" in status and "4 runs: 4 completed" in status, status
+    assert f"SLURM array {array} (2 task(s)): 2 completed" in status and "4 runs: 4 completed" in status, status
     out = run_cli("results", str(sweep_dir))
     assert out.returncode == 0, out.stderr[-3000:]
     assert_same_results(basic, sweep_dir)
@@ -60,10 +69,42 @@ def test_a_submitted_sweep_returns_before_its_jobs_end_and_completes_with_the_ba
     finished = {p.parent.name: read_result(p.parent)["finished_at"] for p in sweep_dir.glob("*/result.json")}
     out = run_cli("submit", *SWEEP, "stack=2", f"hydra.sweep.dir={sweep_dir}", cwd=sweep_dir.parent)
     assert out.returncode == 0, out.stderr[-3000:]
-    second = read_manifest(sweep_dir)["array_job_id"]  # a sweep with every run finished launches nothing, or jobs that
-    if second != array:                                 # report the finished runs
-        wait_for(lambda: ended(second), 240, "the second submission's tasks to end", every=1)
+    assert "nothing to submit: 4 run(s) finished" in out.stdout, out.stdout
+    assert read_manifest(sweep_dir) == manifest
     assert {p.parent.name: read_result(p.parent)["finished_at"] for p in sweep_dir.glob("*/result.json")} == finished
+
+
+def test_submitting_again_while_tasks_are_queued_sends_only_the_runs_no_task_holds(tmp_path):
+    """Four runs one at a time (array_parallelism=1); two pending tasks are cancelled at once: the same command, while
+    the other two are still queued or running, submits exactly the cancelled runs, and the manifest keeps both arrays.
+    Every run ends completed, each trained by one task."""
+    args = (*SWEEP, "stack=1", "hydra.launcher.array_parallelism=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli("submit", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first = read_manifest(sweep_dir)
+    array = first["array_job_id"]
+    subprocess.run(["scancel", f"{array}_2", f"{array}_3"], check=True)
+    cancelled = {t["run_dir"] for t in first["tasks"][2:]}
+    wait_for(lambda: not {f"{array}_2", f"{array}_3"} & set(queued(array)), 60, "the two tasks to leave the queue", every=0.2)
+
+    out = run_cli("submit", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    manifest = read_manifest(sweep_dir)
+    second = manifest["array_job_id"]
+    assert second != array and "submitted 2 job(s) for 2 run(s)" in out.stdout, out.stdout
+    assert {t["run_dir"] for t in manifest["tasks"]} == cancelled
+    assert [m["array_job_id"] for m in manifest["earlier"]] == [array]  # its tasks 0 and 1 were not over
+
+    for job in (array, second):
+        wait_for(lambda job=job: ended(job), 240, f"array {job} to end", every=1)
+    results = [read_result(p.parent) for p in sweep_dir.glob("*/result.json")]
+    assert len(results) == 4 and all(r["status"] == "completed" for r in results)
+    status = run_cli("status", str(sweep_dir)).stdout
+    assert f"SLURM array {second} (2 task(s)): 2 completed" in status, status
+    assert f"SLURM array {array} (4 task(s)): 2 completed, 2 cancelled" in status, status
+    assert status.count("(its run is completed)") == 2, status  # the cancelled tasks' runs, completed by the second
+
 
 def test_a_partition_that_does_not_exist_is_one_line_and_nothing_is_submitted(tmp_path):
     sweep_dir = tmp_path / "sweep"
