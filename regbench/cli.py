@@ -26,6 +26,9 @@ commands:
   status SWEEP_DIR       how many runs of a sweep are completed, running, failed, pending
   results SWEEP_DIR      collect a sweep into results.csv/.parquet and configs.csv (mean ± std over seeds)
   report SWEEP_DIR       write report.md / report.html with ablation tables and figures
+  check SWEEP_DIR [OVERRIDES]
+                         test a study's claims (conf/experiment/<study>.yaml, claims:) against its results:
+                         each held / not held with its numbers; exit 1 when one is not held
 
 options:
   -h, --help             show this message
@@ -209,6 +212,16 @@ def report(argv: list[str]) -> int:
     return _one_line_errors(command.main, _sweep_dir_args("report", argv))
 
 
+def check(argv: list[str]) -> int:
+    from regbench.report import claims
+
+    parser = argparse.ArgumentParser(prog="regbench check", description="a study's claims against its results")
+    parser.add_argument("sweep_dir")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the claims, e.g. claims.0.value=0.9")
+    ns = parser.parse_args(argv)
+    return _one_line_errors(lambda ns: claims.main(ns.sweep_dir, ns.overrides), ns)
+
+
 def _one_line_errors(command, ns) -> int:
     """A sweep dir's command; a file it cannot use (a damaged tuned.json, …) is one line and exit 2."""
     from regbench.errors import UserError
@@ -229,7 +242,7 @@ def submit(argv: list[str]) -> int:
         _error(str(e))
 
 
-COMMANDS = {"run": run, "submit": submit, "status": status, "results": results, "report": report}
+COMMANDS = {"run": run, "submit": submit, "status": status, "results": results, "report": report, "check": check}
 
 
 def entry() -> int:

@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 _PACKAGE = Path(__file__).resolve().parent
 CONFIG_DIR = next(p for p in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if p.is_dir())
 
-# Keys that say where and how a run is recorded, not what is trained: they do not change its id.
-NON_IDENTITY_KEYS = ("name", "resume", "stack", "tune", "search", "logger", "hydra", "trainer.device", "trainer.progress", "trainer.num_threads",
-                     "trainer.checkpoint_every_s", "trainer.train_eval_every")
+# Keys that say where and how a run is recorded, or what a study expects of it (claims), not what is trained:
+# they do not change its id.
+NON_IDENTITY_KEYS = ("name", "resume", "stack", "tune", "search", "claims", "logger", "hydra", "trainer.device", "trainer.progress",
+                     "trainer.num_threads", "trainer.checkpoint_every_s", "trainer.train_eval_every")
 
 
 def _dirname(override_dirname: str) -> str:
