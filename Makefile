@@ -13,7 +13,7 @@ endif
 
 install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test, launcher and tracker extras (what `make` alone does)
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)

@@ -167,12 +167,10 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool, planned
 
             prepare(plan)
     from regbench import app
-
-    from regbench.sweep.jobs import composed_once, mode_known, prevalidated
+    from regbench.sweep.jobs import prechecked
 
     sys.argv = ["regbench run", *args.flags, *args.overrides]
-    with prevalidated(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)), composed_once(), \
-            mode_known(plan.config if plan is not None else None):
+    with prechecked(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)):
         app.hydra_main()
     if args.multirun and not args.info:
         from regbench.sweep.end import end_of_sweep

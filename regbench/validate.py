@@ -177,29 +177,37 @@ def _check_writable(run_dir: Path) -> None:
 
 
 class Composer:
-    """The configurations of a command's jobs, each as Hydra composes it, at a fraction of the cost.
+    """The configurations of a sweep's jobs, each as Hydra composes it, at a fraction of the cost.
 
     Composition costs about 0.1 s a job. Jobs that differ only in values (seeds, rates, strengths) share
     their composition: Hydra composes once per distinct choice of config groups (with the command's fixed
     overrides), and each job's own values are then set on a copy, as Hydra sets value overrides after
     composing (an unknown key is refused, ``+key`` adds, ``~key`` removes). The command's own composition
     (``fixed``, composed with its fixed overrides) serves the jobs that add nothing to it. Each distinct
-    override is parsed once (Hydra's parser took 2 ms a job).
+    override is parsed once (Hydra's parser took 2 ms a job). A job with an override of Hydra's node of its own
+    is composed whole, as is every job when a search path adds groups of its own.
+
+    One composer, used twice: by the pre-check (:func:`check_command`: ``command_overrides`` is the command) and
+    by regbench's sweeper, whose launcher composes each job again to run it (``hydra_plugins.regbench_sweeper``:
+    ``command_overrides`` is the sweep's ``hydra.overrides.hydra``, ``loader`` the launcher's). Both compose through
+    Hydra's public ``ConfigLoader.load_configuration``, which is what ``hydra.compose`` and Hydra's launchers call.
     """
 
-    def __init__(self, config_name: str, command_overrides: list[str], fixed):
+    def __init__(self, config_name: str, command_overrides: list[str], fixed=None, loader=None):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         self.config_name, self.parser = config_name, OverridesParser.create()
+        self.loader = loader if loader is not None else compose_api_loader()
         self.parsed: dict[str, object] = {}  # override line → Hydra's Override
         self.groups: dict[str, bool] = {}  # override key → names a config group
         parsed = self.parse(list(command_overrides))
         self.fixed_lines = [o.input_line for o in parsed if not o.is_sweep_override()]
+        self.hydra_lines = [o.input_line for o in parsed if not o.is_sweep_override() and o.is_hydra_override()]
         # a job's overrides hold the fixed ones as Hydra's sweeper writes them again ("~key" as "~key=null")
         self.fixed_set = {*self.fixed_lines, *(_as_swept(o) for o in parsed if not o.is_sweep_override())}
         # A search path adds groups of its own: then every job is composed in full.
         self.shortcut = not any(o.get_key_element().lstrip("+~").startswith("hydra.searchpath") for o in parsed)
-        self.cache = {tuple(self.fixed_lines): fixed}
+        self.cache = {} if fixed is None else {tuple(self.fixed_lines): fixed}
         self.tasks: dict[tuple, bytes | None] = {}  # groups → the pickled composition without Hydra's node
 
     def parse(self, lines: list[str]) -> list:
@@ -221,19 +229,23 @@ class Composer:
         return groups, [o for o in own if not self._is_group(o)]
 
     def composition(self, groups: tuple):
-        from regbench.config import compose
-
         if groups not in self.cache:
-            self.cache[groups] = compose(list(groups), self.config_name, return_hydra_config=True)
+            self.cache[groups] = self.composed(list(groups))
         return self.cache[groups]
+
+    def composed(self, lines: list[str]):
+        """Hydra's composition of these overrides, with its node (what ``hydra.compose`` and a launcher return)."""
+        from hydra.types import RunMode
+
+        return self.loader.load_configuration(config_name=self.config_name, overrides=lines, run_mode=RunMode.RUN)
 
     def compose(self, overrides: list[str]):
         """The job's configuration with Hydra's node, as Hydra composes it."""
-        from regbench.config import compose, copy_config
+        from regbench.config import copy_config
 
-        if not self.shortcut:  # a job's overrides hold no hydra.* ones (as Hydra's): add the command's
-            hydra_lines = [line for line in self.fixed_lines if line.lstrip("+~").startswith(("hydra.", "hydra/"))]
-            return compose([*hydra_lines, *overrides], self.config_name, return_hydra_config=True)
+        if not self.shortcut or any(o.is_hydra_override() for o in self.parse(overrides)):
+            # as Hydra composes a job: its sweep's hydra.* overrides (a job's own hold none), then the job's
+            return self.composed([*self.hydra_lines, *overrides])
         groups, values = self.split(overrides)
         cfg = copy_config(self.composition(groups))
         self._set(cfg, values)
@@ -268,7 +280,7 @@ class Composer:
         if groups not in self.tasks:
             self.tasks[groups] = self._task(self.composition(groups))
         blob = self.tasks[groups]
-        if blob is None or any("${" in str(o.value()) for o in values):
+        if blob is None or any("${" in str(o.value()) or o.is_hydra_override() for o in values):
             return self.compose(overrides)
         cfg = pickle.loads(blob)
         self._set(cfg, values)
@@ -298,11 +310,12 @@ class Composer:
         return groups, tuple(o.input_line for o in values if _costly(o.get_key_element().lstrip("+~")))
 
     def _is_group(self, o) -> bool:
-        from regbench.config import CONFIG_DIR
-
-        key = o.get_key_element().lstrip("+~")
+        """The override selects a config group's option (``model=mlp``, ``hydra/launcher=joblib``), as the config
+        loader's groups say: it is part of the composition, not a value set on it."""
+        key = o.key_or_group
         if key not in self.groups:
-            self.groups[key] = "/" in key or (CONFIG_DIR / key).is_dir()
+            parent, _, name = key.rpartition("/")
+            self.groups[key] = o.package is not None or name in self.loader.list_groups(parent)
         return self.groups[key]
 
     @staticmethod
@@ -313,6 +326,19 @@ class Composer:
 
         if values:
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+
+
+def compose_api_loader():
+    """Hydra's config loader for regbench's config folder, as the compose API makes it (``initialize_config_dir``;
+    ``hydra.compose`` composes through it)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from regbench.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return GlobalHydra.instance().config_loader()
 
 
 def _as_swept(o) -> str:

@@ -9,6 +9,7 @@ A sampling sweeper (Optuna) draws its jobs as it goes: only their number is know
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,8 +73,14 @@ def _jobs(cfg: DictConfig | None) -> list[Job] | None:
     return expected_jobs(cfg) if cfg is not None else None
 
 
+#: The sweepers that expand a grid as Hydra's basic sweeper does: Hydra's own (in sweep dirs regbench 0.2 wrote) and
+#: regbench's (``hydra/sweeper=regbench``, which is Hydra's with each job composed once per group choice).
+GRID_SWEEPERS = ("BasicSweeper", "hydra_plugins.regbench_sweeper.regbench_sweeper.RegbenchSweeper")
+
+
 def is_basic_sweeper(cfg: DictConfig) -> bool:
-    return str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).endswith("BasicSweeper")
+    """The config's sweeper expands a grid (Hydra's basic sweeper or regbench's), not a sampler drawing as it goes."""
+    return str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).endswith(GRID_SWEEPERS)
 
 
 def sweep_arguments(cfg: DictConfig) -> list[str]:
@@ -193,117 +200,28 @@ class _Subdir:
             return str(num)
 
 
+#: Set to 1 while ``regbench run`` launches a sweep whose every job its pre-check has composed and checked.
+PRECHECKED = "REGBENCH_PRECHECKED"
+
+
 @contextmanager
-def prevalidated(all_checked: bool):
+def prechecked(all_checked: bool):
     """Launch without Hydra's second validation when regbench's pre-check has composed and checked every job.
 
-    Hydra's basic sweeper composes every job of a batch once to validate it (``validate_batch_is_legal``)
-    before its launcher composes it again to run it: about 0.15 s a job on a 2-core CPU, paid twice. The
-    pre-check (:func:`regbench.validate.check_command`) has already composed every job and refused the
-    command on the first that fails, so that pass only repeats it."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    if not all_checked:
-        yield
-        return
-    with _patched(BasicSweeper, "validate_batch_is_legal", lambda self, batch: None):  # inherited from Sweeper
-        yield
-
-
-@contextmanager
-def _patched(cls: type, name: str, value):
-    """``cls.<name>`` is ``value`` inside the block; afterwards it is what it was, or inherited again."""
-    missing = object()
-    own = cls.__dict__.get(name, missing)
-    setattr(cls, name, value)
+    Hydra's basic sweeper composes every job of a batch once to validate it (``validate_batch_is_legal``) before its
+    launcher composes it again to run it. The pre-check (:func:`regbench.validate.check_command`) has already composed
+    every job and refused the command on the first that fails, so that pass only repeats it: regbench's sweeper skips
+    it when this process says so (an environment variable, not an override: the sweep's ``multirun.yaml`` records
+    the command as it was given)."""
+    before = os.environ.get(PRECHECKED)
+    if all_checked:
+        os.environ[PRECHECKED] = "1"
+    else:
+        os.environ.pop(PRECHECKED, None)
     try:
         yield
     finally:
-        if own is missing:
-            delattr(cls, name)
+        if before is None:
+            os.environ.pop(PRECHECKED, None)
         else:
-            setattr(cls, name, own)
-
-
-class _ComposedOnce:
-    """Hydra's ``load_sweep_config`` composing once per distinct choice of config groups.
-
-    Hydra's launcher composes every job from scratch (about 0.12 s a job on a 2-core CPU) although the jobs
-    of a sweep mostly differ in values (seeds, rates, strengths). Composition is two steps in Hydra: build
-    the config from the defaults list (config groups), then apply the value overrides in order. This does
-    the first step once per distinct list of group overrides, with Hydra's own ``load_configuration``, and
-    the second per job with Hydra's own ``_apply_overrides_to_config``, then records the job's overrides
-    and ``override_dirname`` as Hydra does. A job it cannot tell apart safely (a ``hydra.*`` override of its
-    own, a dict value) is composed by Hydra as before."""
-
-    def __init__(self, original):
-        self.original = original
-        self.cache: dict[tuple, DictConfig] = {}
-        self.repos: dict[tuple, object] = {}
-
-    def __call__(self, loader, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.types import RunMode
-        from omegaconf import open_dict
-
-        from regbench.config import copy_config
-
-        hydra_lines = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
-        config_name = master_config.hydra.job.config_name
-        own = OverridesParser.create().parse_overrides(list(sweep_overrides))
-        if any(o.is_hydra_override() or isinstance(o.value(), dict) for o in own):
-            return self.original(loader, master_config, sweep_overrides)
-        # the config repository depends on the search path, which only hydra.* overrides change: one per sweep
-        sweep_key = (config_name, *hydra_lines)
-        if sweep_key not in self.repos:
-            self.repos[sweep_key] = loader._parse_overrides_and_create_caching_repo(config_name, hydra_lines)[1]
-        repo = self.repos[sweep_key]
-        is_group = [repo.group_exists(o.key_or_group) for o in own]
-        groups = [o for o, g in zip(own, is_group) if g]
-        values = [o for o, g in zip(own, is_group) if not g]
-        key = (*sweep_key, "|", *(o.input_line for o in groups))
-        if key not in self.cache:
-            self.cache[key] = loader.load_configuration(config_name=config_name, overrides=[*hydra_lines, *(
-                o.input_line for o in groups)], run_mode=RunMode.RUN)
-        cfg = copy_config(self.cache[key])
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        with open_dict(cfg.hydra):
-            cfg.hydra.overrides.task = [o.input_line for o in own]
-            cfg.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=own, kv_sep=cfg.hydra.job.config.override_dirname.kv_sep,
-                item_sep=cfg.hydra.job.config.override_dirname.item_sep,
-                exclude_keys=cfg.hydra.job.config.override_dirname.exclude_keys)
-        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
-        return cfg
-
-
-@contextmanager
-def composed_once():
-    """Hydra's launchers compose each job once per distinct choice of config groups (:class:`_ComposedOnce`),
-    in this process (a joblib or submitit worker composes its own jobs as before)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    fast = _ComposedOnce(ConfigLoaderImpl.load_sweep_config)
-
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        # Hydra's own signature: its launchers pass the arguments by position, its sweepers' validation by name
-        return fast(self, master_config, sweep_overrides)
-
-    with _patched(ConfigLoaderImpl, "load_sweep_config", load_sweep_config):
-        yield
-
-
-@contextmanager
-def mode_known(cfg: DictConfig | None):
-    """Hydra's ``get_mode`` answering from ``cfg``, the command's configuration the pre-check composed: before
-    running a command Hydra composes the whole configuration once more only to read ``hydra.mode`` (about a
-    tenth of a single run's start-up). ``cfg`` None (nothing pre-checked): Hydra's own."""
-    from hydra._internal.hydra import Hydra
-
-    if cfg is None:
-        yield
-        return
-    mode = OmegaConf.select(cfg, "hydra.mode")
-    with _patched(Hydra, "get_mode", lambda self, config_name, overrides: mode):
-        yield
+            os.environ[PRECHECKED] = before

@@ -293,13 +293,10 @@ def _launch_workers(args, plan, command: list[str], s: Search, base: Path, hydra
     """Hydra launches ``search.n_jobs`` worker jobs with the command's launcher; each runs :func:`work`."""
     import sys
 
-    from regbench.sweep.jobs import mode_known
-
     workers = ",".join(str(i) for i in range(s.n_jobs))
     sys.argv = ["regbench run", *args.flags, *command, f"search.worker={workers}",
                 f"hydra.sweep.dir={base / WORKERS_DIR}", "hydra.output_subdir=null"]
-    with mode_known(plan.config):
-        hydra_main()
+    hydra_main()
 
 
 # ------------------------------------------------------------------------------------------------ a worker
