@@ -82,7 +82,11 @@ class Verdict:
     name: str
     says: str
     held: bool
-    numbers: list[str]  # the lines that show why
+    numbers: list[str]  # the lines that show why; the last one sums them up
+
+    @property
+    def summary(self) -> str:
+        return self.numbers[-1] if self.numbers else ""
 
 
 @dataclass
@@ -316,7 +320,8 @@ def _greater(claim: dict, cells: list[Cell]) -> tuple[bool, list[str]]:
     (a, text_a), (b, text_b) = _side(claim, cells, "a"), _side(claim, cells, "b")
     if a is None or b is None:
         return False, [text_a, text_b]
-    return a - b > margin, [text_a, text_b, f"a − b = {_diff(a - b, metric)}, needs > {_diff(margin, metric)}"]
+    return a - b > margin, [text_a, text_b, f"a {_fmt(a, metric)} − b {_fmt(b, metric)} = {_diff(a - b, metric)}, "
+                                            f"needs > {_diff(margin, metric).lstrip('+')}"]
 
 
 def _close(claim: dict, cells: list[Cell]) -> tuple[bool, list[str]]:
@@ -324,7 +329,7 @@ def _close(claim: dict, cells: list[Cell]) -> tuple[bool, list[str]]:
     (a, text_a), (b, text_b) = _side(claim, cells, "a"), _side(claim, cells, "b")
     if a is None or b is None:
         return False, [text_a, text_b]
-    return abs(a - b) <= tol, [text_a, text_b, f"|a − b| = {_diff(abs(a - b), metric).lstrip('+')}, "
+    return abs(a - b) <= tol, [text_a, text_b, f"|a {_fmt(a, metric)} − b {_fmt(b, metric)}| = {_diff(abs(a - b), metric).lstrip('+')}, "
                                                f"needs ≤ {_diff(tol, metric).lstrip('+')}"]
 
 
@@ -341,7 +346,7 @@ def _wider(claim: dict, cells: list[Cell]) -> tuple[bool, list[str]]:
         counts[side] = len(near)
         out.append(f"{side}: {len(near)} of {len(chosen)} configurations within {_diff(within, metric).lstrip('+')} "
                    f"of its best {_fmt(best, metric)}: " + "; ".join(f"{c.label} {_fmt(c.mean(metric), metric)}" for c in near))
-    return counts["a"] > counts["b"], [*out, f"a {counts['a']} against b {counts['b']}, needs a > b"]
+    return counts["a"] > counts["b"], [*out, f"a {counts['a']} against b {counts['b']} configurations, needs a > b"]
 
 
 def _most_important(claim: dict, sweep_dir: Path) -> tuple[bool, list[str]]:
@@ -354,7 +359,7 @@ def _most_important(claim: dict, sweep_dir: Path) -> tuple[bool, list[str]]:
         return False, ["fewer than two completed trials (or one parameter): no importances"]
     top = max(shares, key=shares.get)
     return top == claim["factor"], ["fANOVA importance: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()),
-                                    f"largest: {top}, needs {claim['factor']}"]
+                                    f"largest: {top} ({shares[top]:.2f}), needs {claim['factor']}"]
 
 
 def evaluate(name: str, claim: dict, cells: list[Cell], sweep_dir: Path) -> Verdict:
