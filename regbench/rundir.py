@@ -20,13 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from regbench.errors import UserError
+from regbench.records import FINISHED, RESULT_FILE, Result, read_result  # noqa: F401 (FINISHED: read from here too)
 
 ID_FILE, LOCK_FILE, RUNNING_FILE = ".regbench-run", ".lock", ".running"
 #: The launching command of a sweep holds this lock in its sweep dir (one sweep into a dir at a time).
 SWEEP_LOCK = ".regbench-sweep.lock"
-RESULT_FILE = "result.json"
-#: A run that ended with one of these is not trained again while ``resume`` is on.
-FINISHED = ("completed", "pruned", "diverged")
 #: What Hydra and regbench write into a job's folder before the run id is: such a folder is ours.
 STARTUP_FILES = {".hydra", "regbench.log", RUNNING_FILE, LOCK_FILE}
 
@@ -47,7 +45,7 @@ def owner(run_dir: Path) -> str | None:
     except OSError:
         pass
     try:
-        rid = json.loads((run_dir / "result.json").read_text()).get("run_id")
+        rid = json.loads((run_dir / RESULT_FILE).read_text()).get("run_id")
         if rid:
             return str(rid)
     except (OSError, ValueError, AttributeError):
@@ -60,20 +58,19 @@ def owner(run_dir: Path) -> str | None:
     return None
 
 
-def finished_result(run_dir: Path, rid: str, resume) -> dict | None:
+def finished_result(run_dir: Path, rid: str, resume) -> Result | None:
     """The result of run ``rid`` if it already finished in ``run_dir`` and ``resume`` is on (nothing to train),
     else None. ``resume=best`` keeps finished runs too: it only changes where an unfinished run continues from.
     A damaged ``result.json`` is one line naming the file to move away (with resume=false it is replaced)."""
     from regbench.errors import RESULT_CHOICES, DamagedFile
-    from regbench.files import read_json
 
     if resume not in (True, "best"):
         return None
     try:
-        result = read_json(Path(run_dir) / RESULT_FILE)
+        result = read_result(run_dir)
     except DamagedFile as e:
         raise DamagedFile(e.path, e.reason, RESULT_CHOICES) from None
-    return result if result and result.get("run_id") == rid and result.get("status") in FINISHED else None
+    return result if result and result.run_id == rid and result.finished else None
 
 
 def check_identity(run_dir: Path, rid: str) -> None:

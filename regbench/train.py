@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -29,11 +29,11 @@ from omegaconf import DictConfig
 import regbench
 from regbench import build, checkpoint, rundir
 from regbench.process import flush_denormals, keep_freed_memory
-from regbench.rundir import RESULT_FILE
+from regbench.records import Result, Status, read_result, write_result  # noqa: F401 (read_result: read from here too)
 from regbench.config import run_id, to_container, to_yaml
 from regbench.data.base import DataSplits, stratified_subsample
 from regbench.loss import cross_entropy
-from regbench.files import append_jsonl, git_commit, read_json, read_jsonl, write_atomic, write_json, write_jsonl
+from regbench.files import append_jsonl, git_commit, read_jsonl, write_atomic, write_jsonl
 from regbench.regularizers.base import Regularizer
 
 log = logging.getLogger("regbench")
@@ -94,11 +94,6 @@ def evaluate_splits(model: torch.nn.Module, splits: list[tuple[torch.Tensor, tor
     return [(values[2 * j] / len(x), values[2 * j + 1] / len(x)) for j, (x, _) in enumerate(splits)]
 
 
-def read_result(run_dir: Path) -> dict | None:
-    """The run's result.json, None if there is none; DamagedFile (one line) if it cannot be read."""
-    return read_json(Path(run_dir) / RESULT_FILE)
-
-
 HOOKS = ("transform_batch", "penalty", "after_backward", "before_step", "after_step", "eval_model")
 
 
@@ -113,8 +108,14 @@ class RunState:
     train_seconds: float = 0.0
     compile_seconds: float = 0.0  # torch.compile's first steps (trainer.compile), not counted in train_seconds
     wall_seconds: float = 0.0
-    status: str = "running"  # running → stopped (early) | pruned (by a search) | diverged; the result: completed | pruned | diverged
+    status: Status = Status.RUNNING  # running → stopped (early) | pruned (by a search) | diverged; the result: completed | pruned | diverged
     logger_id: str | None = None
+
+    def __post_init__(self):
+        self.status = Status(self.status)  # a checkpoint holds the word (plain values only)
+
+    def to_checkpoint(self) -> dict:
+        return {**asdict(self), "status": str(self.status)}
 
 
 @dataclass
@@ -175,68 +176,33 @@ class Run:
         return m
 
 
-def train(cfg: DictConfig, run_dir: str | Path, prune: Callable[[int, dict], bool] | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: str | Path, prune: Callable[[int, dict], bool] | None = None) -> Result:
     """Train one configuration in ``run_dir`` (resuming its checkpoint) and return its result. ``prune``: a
     search's trial (:mod:`regbench.sweep.search`), told each epoch's metrics row; True ends the run as pruned."""
     run_dir = Path(run_dir)
-    rid = run_id(cfg)
-    rundir.check_identity(run_dir, rid)
-    previous = rundir.finished_result(run_dir, rid, cfg.resume)
+    previous = Lifecycle.already_finished(cfg, run_dir)
     if previous:
-        log.info("%s: already %s, not retrained", run_dir, previous["status"])
-        return {**previous, "skipped": True}
+        return previous.as_skipped()
 
-    run = build_run(cfg, run_dir)
-    run.prune = prune
-    state = start(run, rid)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    container = to_container(cfg)
-    write_atomic(run_dir / CONFIG_FILE, to_yaml(container))
-    write_jsonl(run_dir / METRICS_FILE, state.history)  # a resumed run's file matches its checkpoint
-    for reg in run.regs:
-        log.info("regularizer %s", reg.describe())
-
-    logger = build.build_logger(cfg.logger)
-    result = {"status": "failed", "run_id": rid}
-    try:
-        resumed_id = state.logger_id
-        logger.start(run_dir=run_dir, config=container, group=cfg.name, name=run_dir.name,
-                     tags=[r.name for r in run.regs] or ["baseline"], resume_id=resumed_id)
-        state.logger_id = logger.run_id
-        if resumed_id is None:  # a tracker that has not seen the epochs already run gets them now
-            for row in state.history:
-                logger.log(row)
-
-        max_epochs = cfg.trainer.max_epochs
-        wall_start = time.perf_counter() - state.wall_seconds
-        with _progress(cfg.trainer.progress, max_epochs) as progress:
+    life = Lifecycle.begin(cfg, run_dir, prune)  # built, resumed from its checkpoint or at epoch 0
+    run, state = life.run, life.state
+    with life.tracking():  # the trackers are open; a failure or an interruption is recorded in them
+        max_epochs = run.trainer.max_epochs
+        life.start_clock()
+        with _progress(run.trainer.progress, max_epochs) as progress:
             task = progress.add_task("train", total=max_epochs, completed=state.epoch, metrics="") if progress else None
-            while state.status == "running" and state.epoch < max_epochs:
+            while life.running:
                 epoch_start = time.perf_counter()
                 running_loss = train_epoch(run, state)
-                if run.trainer.compile and not state.compile_seconds:  # the first epoch in this process compiles
-                    state.compile_seconds = time.perf_counter() - epoch_start
-                else:
-                    state.train_seconds += time.perf_counter() - epoch_start
-                row = evaluate_and_select(run, state, running_loss)
-                row["seconds"] = round(time.perf_counter() - wall_start, 3)
-                state.history.append(finite_row(row))
-                state.wall_seconds = time.perf_counter() - wall_start
-                if checkpoint_due(run, state):  # first the checkpoint, then the logs: a resume rewrites the logs from it
-                    save_checkpoint(run, state)
-                append_jsonl(run_dir / METRICS_FILE, state.history[-1])
-                logger.log(state.history[-1])
-                log.info(format_row(state.history[-1], max_epochs), extra={"epoch_line": True})
+                life.add_train_time(time.perf_counter() - epoch_start)
+                row = evaluate_and_select(life, running_loss)
+                life.record(row)
+                if life.checkpoint_due():  # first the checkpoint, then the logs: a resume rewrites the logs from it
+                    checkpoint.save_all(life.checkpoint_files())
+                life.log_epoch()
                 if progress:
                     progress.update(task, completed=state.epoch, metrics=_short(row))
-
-        result = finish(run, state)
-    except BaseException as e:
-        result = {**result, "error": f"{type(e).__name__}: {e}"}
-        raise
-    finally:
-        logger.finish(result)
-    return result
+        return life.finish()
 
 
 def build_run(cfg: DictConfig, run_dir: Path) -> Run:
@@ -288,6 +254,182 @@ def train_eval_subset(y_train: torch.Tensor, size: int | None, seed: int) -> tor
         return torch.arange(n)
     idx = stratified_subsample(y_train.cpu().numpy(), size, np.random.default_rng(seed))
     return torch.from_numpy(idx)
+
+
+class Lifecycle:
+    """One run from its start to its result, solo or as a member of a stack: start or resume, each epoch's record,
+    selection and stopping (early stopping, a search's pruning, divergence), checkpoints, the result and the trackers.
+
+    :func:`train` drives one through the plain loop; a stack drives one per member
+    (:class:`regbench.stack.engine.Member`), with its epochs trained and evaluated in batches."""
+
+    def __init__(self, run: Run, state: RunState):
+        self.run, self.state = run, state
+        self.logger = None  # the trackers, once open
+        self.wall_start = 0.0  # time.perf_counter() when the run would have started, had it never stopped
+        self.result: Result | None = None
+
+    @property
+    def where(self) -> str:
+        """The prefix of the run's log lines: none for a solo run."""
+        return ""
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.run.cfg
+
+    @property
+    def running(self) -> bool:
+        """Whether another epoch is to be trained."""
+        return self.state.status == Status.RUNNING and self.state.epoch < self.run.trainer.max_epochs
+
+    # ---- start or resume
+    @staticmethod
+    def already_finished(cfg: DictConfig, run_dir: Path) -> Result | None:
+        """The result of ``cfg`` if it already finished in ``run_dir`` and ``resume`` is on: it is not retrained.
+        A folder of another configuration is refused (RunDirConflict)."""
+        rid = run_id(cfg)
+        rundir.check_identity(run_dir, rid)
+        previous = rundir.finished_result(run_dir, rid, cfg.resume)
+        if previous:
+            log.info("%s: already %s, not retrained", run_dir, previous.status)
+        return previous
+
+    @classmethod
+    def begin(cls, cfg: DictConfig, run_dir: Path, prune: Callable[[int, dict], bool] | None = None) -> Lifecycle:
+        """Build the run, start it at its checkpoint or at epoch 0 (:func:`start`), and write what a run writes
+        first: config.yaml, and metrics.jsonl as its checkpoint has it."""
+        run = build_run(cfg, run_dir)
+        run.prune = prune
+        life = cls(run, start(run, run_id(cfg)))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / CONFIG_FILE, to_yaml(to_container(cfg)))
+        write_jsonl(run_dir / METRICS_FILE, life.state.history)  # a resumed run's file matches its checkpoint
+        for reg in run.regs:
+            log.info("%sregularizer %s", life.where, reg.describe())
+        return life
+
+    # ---- the trackers
+    def open_trackers(self) -> None:
+        """Start the trackers, continuing the tracker runs the checkpoint names; a tracker that has not seen the
+        epochs already run is given them now."""
+        cfg, run, state = self.cfg, self.run, self.state
+        self.logger = build.build_logger(cfg.logger)
+        resumed_id = state.logger_id
+        self.logger.start(run_dir=run.run_dir, config=to_container(cfg), group=cfg.name, name=run.run_dir.name,
+                          tags=[r.name for r in run.regs] or ["baseline"], resume_id=resumed_id)
+        state.logger_id = self.logger.run_id
+        if resumed_id is None:
+            for row in state.history:
+                self.logger.log(row)
+
+    def close_trackers(self, result: Result) -> None:
+        """Tell the trackers how the run ended, opening them first if they are not yet (a stack member's)."""
+        if self.logger is None:
+            self.open_trackers()
+        self.logger.finish(result.to_dict())
+
+    @contextlib.contextmanager
+    def tracking(self):
+        """The trackers open while the block runs; a failure or an interruption in it is recorded in them."""
+        self.open_trackers()
+        try:
+            yield
+        except BaseException as e:
+            self.fail(e)
+            raise
+
+    def fail(self, error: BaseException) -> None:
+        """Record in the trackers that the run failed (its result.json is the caller's: a sweep's job writes it)."""
+        self.close_trackers(Result(Status.FAILED, run_id=self.state.run_id, error=f"{type(error).__name__}: {error}"))
+
+    # ---- one epoch's record
+    def start_clock(self) -> None:
+        self.wall_start = time.perf_counter() - self.state.wall_seconds
+
+    def add_train_time(self, seconds: float) -> None:
+        """The epoch's training time; the first epoch of a compiled run in this process is its compile time."""
+        if self.run.trainer.compile and not self.state.compile_seconds:
+            self.state.compile_seconds = seconds
+        else:
+            self.state.train_seconds += seconds
+
+    def empty_row(self) -> dict:
+        """The epoch's metrics row before evaluation (a diverged epoch's row stays so)."""
+        return {"epoch": self.state.epoch, "step": self.state.step, "train_loss": None, "train_acc": None,
+                "val_loss": None, "val_acc": None, "lr": self.run.optimizer.param_groups[0]["lr"]}
+
+    def diverge(self) -> None:
+        """The epoch's training loss was not finite: the run ends as diverged."""
+        self.state.status = Status.DIVERGED
+        log.warning("%sepoch %d: training loss is not finite: diverged", self.where, self.state.epoch)
+
+    def select(self, row: dict) -> bool:
+        """One epoch's validation row: whether it is the best so far (early stopping's monitor), and whether the run
+        ends here, stopped early or pruned by its search trial."""
+        stopper, state = self.run.stopper, self.state
+        improved = stopper.update(row[stopper.monitor], state.epoch)
+        if stopper.should_stop:
+            state.status = Status.STOPPED
+            log.info("%searly stopping at epoch %d: best %s at epoch %d", self.where, state.epoch, stopper.monitor,
+                     stopper.best_epoch)
+        elif self.run.prune is not None and self.run.prune(state.epoch, row):
+            state.status = Status.PRUNED
+            log.info("%spruned by the search at epoch %d", self.where, state.epoch)
+        return improved
+
+    def keep_best(self) -> None:
+        """The model now is the best so far: kept in memory, the next checkpoint writes it to best.pt."""
+        self.run.best = best_snapshot(self.run, self.state.epoch)
+
+    def record(self, row: dict) -> None:
+        """The epoch's row, with the seconds since the run started, joins the history."""
+        row["seconds"] = round(time.perf_counter() - self.wall_start, 3)
+        self.state.history.append(finite_row(row))
+        self.state.wall_seconds = time.perf_counter() - self.wall_start
+
+    def log_epoch(self) -> None:
+        """The epoch's row to metrics.jsonl, the trackers (when open) and the log."""
+        row = self.state.history[-1]
+        append_jsonl(self.run.run_dir / METRICS_FILE, row)
+        if self.logger is not None:
+            self.logger.log(row)
+        log.info("%s%s", self.where, format_row(row, self.run.trainer.max_epochs), extra={"epoch_line": True})
+
+    # ---- checkpoints
+    def checkpoint_due(self) -> bool:
+        """After the first epoch, at the end, and otherwise every ``trainer.checkpoint_every_s`` seconds (0: every
+        epoch)."""
+        ending = not self.running
+        return ending or self.state.epoch == 1 or time.monotonic() - self.run.saved_at >= self.run.trainer.checkpoint_every_s
+
+    def checkpoint_files(self) -> list[tuple[dict, Path]]:
+        """What a checkpoint writes, in order (:func:`regbench.checkpoint.save_all`): best.pt if a better epoch came
+        since, then last.pt; a kill in between leaves a pair a resume agrees with."""
+        run, files = self.run, []
+        if run.best is not None:
+            files.append((run.best, run.best_path))
+            run.best = None
+        run.saved_at = time.monotonic()
+        files.append(({
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+            "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
+            "rng": checkpoint.rng_state(), "state": self.state.to_checkpoint(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        }, run.last_path))
+        return files
+
+    # ---- the end
+    def finish(self, **extra) -> Result:
+        """The run's result (:func:`final_result`, plus ``extra`` fields: a stack's ``stacked``), told to the trackers,
+        then written to result.json, which names their runs: a kill never leaves a result without them."""
+        if self.logger is None:
+            self.open_trackers()  # a stack member's, at its end (one W&B run per process at a time)
+        self.result = replace(final_result(self.run, self.state), **extra)
+        self.close_trackers(self.result)
+        write_result(self.run.run_dir, self.result)
+        return self.result
 
 
 def start(run: Run, rid: str) -> RunState:
@@ -400,40 +542,24 @@ def train_epoch(run: Run, state: RunState) -> float:
     return loss_sum.item() / run.steps_per_epoch  # .item() waits for the device: the epoch's time is true
 
 
-def evaluate_and_select(run: Run, state: RunState, running_loss: float) -> dict:
+def evaluate_and_select(life: Lifecycle, running_loss: float) -> dict:
     """The epoch's metrics row; keeps the best checkpoint and decides whether the run stops or diverged."""
-    row = {"epoch": state.epoch, "step": state.step, "train_loss": None, "train_acc": None,
-           "val_loss": None, "val_acc": None, "lr": run.optimizer.param_groups[0]["lr"]}
+    run, state = life.run, life.state
+    row = life.empty_row()
     if not math.isfinite(running_loss):
-        state.status = "diverged"
-        log.warning("epoch %d: training loss is not finite: diverged", state.epoch)
+        life.diverge()
         return row
     m, data, batch = run.eval_model(), run.data, run.trainer.eval_batch_size
     due = train_eval_due(run.trainer, state.epoch)
     values = evaluate_splits(m, [(data.x_val, data.y_val), *([run.train_subset()] if due else [])], batch)
     (row["val_loss"], row["val_acc"]), *train_values = values
-    if select_and_stop(run, state, row):  # kept in memory; the next checkpoint writes it
-        run.best = best_snapshot(run, state.epoch)
-    if state.status != "running" and not due:  # a run's last row always has its train metrics
+    if life.select(row):
+        life.keep_best()
+    if state.status != Status.RUNNING and not due:  # a run's last row always has its train metrics
         train_values = evaluate_splits(m, [run.train_subset()], batch)
     if train_values:
         row["train_loss"], row["train_acc"] = train_values[0]
     return row
-
-
-def select_and_stop(run: Run, state: RunState, row: dict, where: str = "") -> bool:
-    """One epoch's validation row, solo or a stack member's: whether it is the best so far (early stopping's
-    monitor), and whether the run ends here, stopped early or pruned by its search trial. ``where``: the log
-    lines' prefix (a stack member's name)."""
-    stopper = run.stopper
-    improved = stopper.update(row[stopper.monitor], state.epoch)
-    if stopper.should_stop:
-        state.status = "stopped"
-        log.info("%searly stopping at epoch %d: best %s at epoch %d", where, state.epoch, stopper.monitor, stopper.best_epoch)
-    elif run.prune is not None and run.prune(state.epoch, row):
-        state.status = "pruned"
-        log.info("%spruned by the search at epoch %d", where, state.epoch)
-    return improved
 
 
 def train_eval_due(t: SimpleNamespace, epoch: int) -> bool:
@@ -450,46 +576,10 @@ def best_snapshot(run: Run, epoch: int) -> dict:
             "regularizers": copy.deepcopy({r.name: r.state_dict() for r in run.regs})}
 
 
-def checkpoint_due(run: Run, state: RunState) -> bool:
-    """After the first epoch, at the end, and otherwise every ``trainer.checkpoint_every_s`` seconds (0: every epoch)."""
-    ending = state.status != "running" or state.epoch >= run.trainer.max_epochs
-    return ending or state.epoch == 1 or time.monotonic() - run.saved_at >= run.trainer.checkpoint_every_s
-
-
-def save_checkpoint(run: Run, state: RunState) -> None:
-    """best.pt (if a better epoch came since), then last.pt: a kill in between leaves a pair a resume agrees with."""
-    checkpoint.save_all(checkpoint_files(run, state))
-
-
-def checkpoint_files(run: Run, state: RunState) -> list[tuple[dict, Path]]:
-    """What :func:`save_checkpoint` writes, in order: best.pt if a better epoch came since, then last.pt."""
-    files = []
-    if run.best is not None:
-        files.append((run.best, run.best_path))
-        run.best = None
-    run.saved_at = time.monotonic()
-    files.append(({
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
-        "regularizers": {r.name: r.state_dict() for r in run.regs}, "early_stopping": run.stopper.state_dict(),
-        "rng": checkpoint.rng_state(), "state": asdict(state),
-        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-    }, run.last_path))
-    return files
-
-
-def finish(run: Run, state: RunState) -> dict:
-    """Evaluate the selected checkpoint once on every split (the test split only here) and write result.json."""
-    result = final_result(run, state)
-    write_json(run.run_dir / RESULT_FILE, result)
-    return result
-
-
-def final_result(run: Run, state: RunState) -> dict:
-    """The run's result: the selected checkpoint evaluated once on every split. Writes nothing (a stack member's
-    tracker run is finished before its result.json is written, so a kill never leaves a result without it)."""
+def final_result(run: Run, state: RunState) -> Result:
+    """The run's result: the selected checkpoint evaluated once on every split (the test split only here)."""
     cfg, data = run.cfg, run.data
-    diverged = state.status == "diverged"
+    diverged = state.status == Status.DIVERGED
     use_best = cfg.trainer.early_stopping.patience is not None and run.best_path.exists() and not diverged
     if use_best:
         best = checkpoint.load(run.best_path, map_location=data.x_train.device)
@@ -503,33 +593,32 @@ def final_result(run: Run, state: RunState) -> dict:
                                  cfg.trainer.eval_batch_size)
         for split, (loss, acc) in zip(splits, values):
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = loss, acc
-    result = {
-        "status": "diverged" if diverged else "pruned" if state.status == "pruned" else "completed",
+    return Result(
+        status=Status.DIVERGED if diverged else Status.PRUNED if state.status == Status.PRUNED else Status.COMPLETED,
         **metrics,
-        "best_epoch": run.stopper.best_epoch if use_best else state.epoch,
-        "selected": "best" if use_best else "last",
-        "epochs_run": state.epoch,
-        "steps": state.step,
-        "wall_time_s": round(state.wall_seconds, 3),
-        "train_time_s": round(state.train_seconds, 3),
-        "compile_time_s": round(state.compile_seconds, 3) if cfg.trainer.compile else None,
-        "precision": str(cfg.trainer.precision),
-        "steps_per_s": round(state.step / state.train_seconds, 2) if state.train_seconds > 0 else None,
-        "seed": cfg.seed,
-        "run_id": state.run_id,
-        "name": cfg.name,
-        "regularizers": [r.name for r in run.regs],
-        "num_params": sum(p.numel() for p in run.model.parameters()),
-        "train_eval_examples": len(run.train_eval),  # what metrics.jsonl's train_loss/train_acc are computed on,
-        "train_eval_every": cfg.trainer.train_eval_every,  # and how often (epochs; and the run's first and last)
-        "data": data.info,
-        "device": str(data.x_train.device),
-        "regbench_version": regbench.__version__,
-        "git_commit": git_commit(),
-        "logger_id": state.logger_id,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    return result
+        best_epoch=run.stopper.best_epoch if use_best else state.epoch,
+        selected="best" if use_best else "last",
+        epochs_run=state.epoch,
+        steps=state.step,
+        wall_time_s=round(state.wall_seconds, 3),
+        train_time_s=round(state.train_seconds, 3),
+        compile_time_s=round(state.compile_seconds, 3) if cfg.trainer.compile else None,
+        precision=str(cfg.trainer.precision),
+        steps_per_s=round(state.step / state.train_seconds, 2) if state.train_seconds > 0 else None,
+        seed=cfg.seed,
+        run_id=state.run_id,
+        name=cfg.name,
+        regularizers=[r.name for r in run.regs],
+        num_params=sum(p.numel() for p in run.model.parameters()),
+        train_eval_examples=len(run.train_eval),
+        train_eval_every=cfg.trainer.train_eval_every,
+        data=data.info,
+        device=str(data.x_train.device),
+        regbench_version=regbench.__version__,
+        git_commit=git_commit(),
+        logger_id=state.logger_id,
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
 
 
 def finite_row(row: dict) -> dict:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from regbench import train as solo
@@ -34,23 +32,24 @@ log = logging.getLogger("regbench")
 EVAL_ROWS_CPU = 2048  # rows of all members in one batch of a stack's evaluation on a CPU (Stack.evaluate)
 
 
-@dataclass
-class Member:
-    """One run in a stack: its solo objects (:class:`regbench.train.Run`), where it is, and its random state."""
+class Member(solo.Lifecycle):
+    """One run in a stack: its lifecycle (:class:`regbench.train.Lifecycle`: its solo objects, where it is, its
+    trackers and result), and the generator states a solo run would hold now (``checkpoint.rng_state()``'s format),
+    which the stack swaps in and out of torch's while it draws this member's batches and masks."""
 
-    run: solo.Run
-    state: solo.RunState
-    rng: dict  # the generator states a solo run would hold now (checkpoint.rng_state() format)
-    wall_start: float = 0.0
-    result: dict | None = None
+    def __init__(self, run: solo.Run, state: solo.RunState):
+        from regbench.checkpoint import rng_state
+
+        super().__init__(run, state)
+        self.rng = rng_state()  # made right after its start: a resume restored them, a fresh start seeded them
 
     @property
-    def cfg(self) -> DictConfig:
-        return self.run.cfg
+    def where(self) -> str:
+        return f"{self.run.run_dir.name}: "
 
     @property
     def done(self) -> bool:
-        return self.state.status != "running" or self.state.epoch >= self.run.trainer.max_epochs
+        return not self.running
 
 
 class _DeviceRng:

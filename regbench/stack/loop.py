@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from regbench import build, checkpoint, rundir
+from regbench import checkpoint
 from regbench import train as solo
-from regbench.config import run_id, to_container, to_yaml
 from regbench.errors import UserError
-from regbench.files import append_jsonl, write_atomic, write_json, write_jsonl
+from regbench.records import Result, Status
 from regbench.stack.engine import Member, Stack
 from regbench.stack.grouping import max_stack_size, stack_keys
 
@@ -35,7 +34,7 @@ def check_same_key(cfgs: list[DictConfig]) -> None:
                          f"batch size, epochs, optimizer apart from lr); got {len(keys)} keys")
 
 
-def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: list | None = None) -> list[dict]:
+def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: list | None = None) -> list[Result]:
     """Train configurations that share a :func:`stack_key` together, each in its run dir; their results.
 
     Each member writes exactly what ``regbench.train.train(cfg, run_dir)`` writes (config.yaml,
@@ -53,19 +52,16 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
     if not cfgs:
         return []
     check_same_key(cfgs)
-    results: list[dict | None] = [None] * len(cfgs)
+    results: list[Result | None] = [None] * len(cfgs)
     todo = []
     for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
-        rid = run_id(cfg)
         try:
-            rundir.check_identity(run_dir, rid)
-            previous = rundir.finished_result(run_dir, rid, cfg.resume)
+            previous = Member.already_finished(cfg, run_dir)
         except UserError as e:
             results[i] = _refused(run_dir, e)
             continue
         if previous:
-            log.info("%s: already %s, not retrained", run_dir, previous["status"])
-            results[i] = {**previous, "skipped": True}
+            results[i] = previous.as_skipped()
         else:
             todo.append(i)
     def build(i: int) -> Member | None:
@@ -98,11 +94,11 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
     return results
 
 
-def _refused(run_dir: Path, e: Exception) -> dict:
+def _refused(run_dir: Path, e: Exception) -> Result:
     """A member that cannot train (its folder holds another configuration, or a damaged checkpoint): nothing of
     it is touched, and the stack trains without it."""
     log.error("%s: refused, the stack trains without it: %s", run_dir.name, e)
-    return {"status": "refused", "error": str(e)}
+    return Result(Status.REFUSED, error=str(e))
 
 
 def share_data(members: list[Member]) -> None:
@@ -131,34 +127,24 @@ def _activations(member: Member) -> int:
 
 
 def build_member(cfg: DictConfig, run_dir: Path, prune=None) -> Member:
-    """A member exactly as solo ``train`` starts: build_run under its seed, then its checkpoint if any."""
-    rid = run_id(cfg)
-    run = solo.build_run(cfg, run_dir)
-    run.prune = prune
-    state = solo.start(run, rid)
-    rng = checkpoint.rng_state()  # what a solo run's generators hold when its first epoch starts (a resume restored them)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / solo.CONFIG_FILE, to_yaml(to_container(cfg)))
-    write_jsonl(run_dir / solo.METRICS_FILE, state.history)
-    for reg in run.regs:
-        log.info("%s: regularizer %s", run_dir.name, reg.describe())
-    state.logger_id = None  # trackers are opened when the member ends (one W&B run per process at a time)
-    return Member(run, state, rng)
+    """A member exactly as solo ``train`` starts: built under its seed, then its checkpoint if any
+    (:meth:`regbench.train.Lifecycle.begin`). Its trackers are opened when it ends (one W&B run per process at a
+    time), continuing the tracker runs its checkpoint names."""
+    return Member.begin(cfg, Path(run_dir), prune)
 
 
-def _train_members(members: list[Member]) -> list[dict]:
+def _train_members(members: list[Member]) -> list[Result]:
     K = len(members)
     log.info("training %d runs stacked: %s", K, ", ".join(m.run.run_dir.name for m in members))
-    now = time.perf_counter()
     for m in members:
-        m.wall_start = now - m.state.wall_seconds
+        m.start_clock()
     stack: Stack | None = None
     try:
         while True:
-            active = [m for m in members if not m.done and m.result is None]
             for m in members:
                 if m.done and m.result is None:
-                    _finish(m, K)
+                    m.finish(stacked=K)
+            active = [m for m in members if not m.done]
             if not active:
                 break
             epoch = min(m.state.epoch for m in active)
@@ -172,24 +158,19 @@ def _train_members(members: list[Member]) -> list[dict]:
             seconds = time.perf_counter() - epoch_start
             rows = _evaluate_and_select(stack, running)
             for m, row in zip(group, rows):
-                m.state.train_seconds += seconds
-                row["seconds"] = round(time.perf_counter() - m.wall_start, 3)
-                m.state.history.append(solo.finite_row(row))
-                m.state.wall_seconds = time.perf_counter() - m.wall_start
+                m.add_train_time(seconds)
+                m.record(row)
             # All members checkpoint together when one is due (after epoch 1, at its end, every checkpoint_every_s),
             # so that after a kill they resume at one epoch and train on as one stack.
-            save = any(solo.checkpoint_due(m.run, m.state) for m in group)
-            if save:
+            if any(m.checkpoint_due() for m in group):
                 stack.write_back()
                 _save_checkpoints(group)
             for m in group:
-                append_jsonl(m.run.run_dir / solo.METRICS_FILE, m.state.history[-1])
-                log.info("%s: %s", m.run.run_dir.name, solo.format_row(m.state.history[-1], m.run.trainer.max_epochs),
-                         extra={"epoch_line": True})
+                m.log_epoch()
     except Exception as e:  # a failure is recorded in each unfinished member's tracker run; an interruption (a
         for m in members:   # preemption's exit, Ctrl-C) is not: the requeued or re-run stack opens each run once, at its end
             if m.result is None:
-                _open_logger(m, {"status": "failed", "run_id": m.state.run_id, "error": f"{type(e).__name__}: {e}"})
+                m.fail(e)
         raise
     return [m.result for m in members]
 
@@ -197,33 +178,28 @@ def _train_members(members: list[Member]) -> list[dict]:
 def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
     """Solo's ``evaluate_and_select`` for every member of the stack, with one batched evaluation per split."""
     members = stack.members
-    rows = [{"epoch": m.state.epoch, "step": m.state.step, "train_loss": None, "train_acc": None,
-             "val_loss": None, "val_acc": None, "lr": m.run.optimizer.param_groups[0]["lr"]} for m in members]
+    rows = [m.empty_row() for m in members]
     due = solo.train_eval_due(members[0].run.trainer, members[0].state.epoch)  # one epoch and cadence in a stack
     (val_loss, val_acc), *train = stack.evaluate("val", *(["train_eval"] if due else []))
-    need_weights = False
     best, with_train = [], []
     for k, (m, row) in enumerate(zip(members, rows)):
         if not math.isfinite(running[k]):
-            m.state.status = "diverged"
-            log.warning("%s: epoch %d: training loss is not finite: diverged", m.run.run_dir.name, m.state.epoch)
+            m.diverge()
             best.append(False)
             continue
         row["val_loss"], row["val_acc"] = val_loss[k], val_acc[k]
-        improved = solo.select_and_stop(m.run, m.state, row, where=f"{m.run.run_dir.name}: ")
-        best.append(improved)
-        need_weights |= improved
-        if due or m.state.status != "running":  # as solo: the cadence's epochs and a member's last row
+        best.append(m.select(row))
+        if due or m.state.status != Status.RUNNING:  # as solo: the cadence's epochs and a member's last row
             with_train.append(k)
     if with_train:
         (train_loss, train_acc), = train if due else stack.evaluate("train_eval")
         for k in with_train:
             rows[k]["train_loss"], rows[k]["train_acc"] = train_loss[k], train_acc[k]
-    if need_weights:  # kept in memory, as solo does; the next checkpoint writes it
+    if any(best):  # kept in memory, as solo does; the next checkpoint writes it
         stack.write_back(optimizer=False)
         for m, improved in zip(members, best):
             if improved:
-                m.run.best = solo.best_snapshot(m.run, m.state.epoch)
+                m.keep_best()
     return rows
 
 
@@ -234,29 +210,5 @@ def _save_checkpoints(members: list[Member]) -> None:
     files = []
     for m in members:
         checkpoint.set_rng_state(m.rng)  # what solo's checkpoint records is the global state: make it the member's
-        files += solo.checkpoint_files(m.run, m.state)
+        files += m.checkpoint_files()
     checkpoint.save_all(files)
-
-
-def _finish(m: Member, K: int) -> None:
-    """Solo's ``finish`` (test evaluation of the selected checkpoint, result.json), plus ``"stacked": K``. The
-    tracker run is opened and finished first: result.json, written last, always names it (``logger_id``)."""
-    result = solo.final_result(m.run, m.state)
-    result["stacked"] = K
-    m.result = _open_logger(m, result)
-    write_json(m.run.run_dir / rundir.RESULT_FILE, m.result)
-
-
-def _open_logger(m: Member, result: dict) -> dict:
-    """The member's tracker run: opened now, given the member's history and its result, then finished."""
-    cfg = m.cfg
-    logger = build.build_logger(cfg.logger)
-    try:
-        logger.start(run_dir=m.run.run_dir, config=to_container(cfg), group=cfg.name, name=m.run.run_dir.name,
-                     tags=[r.name for r in m.run.regs] or ["baseline"], resume_id=None)
-        result = {**result, "logger_id": logger.run_id}
-        for row in m.state.history:
-            logger.log(row)
-    finally:
-        logger.finish(result)
-    return result
