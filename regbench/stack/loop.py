@@ -17,6 +17,7 @@ from regbench import checkpoint
 from regbench import train as solo
 from regbench.errors import UserError
 from regbench.records import Result, Status
+from regbench.stack.data import share_data
 from regbench.stack.engine import Member, Stack
 from regbench.stack.grouping import max_stack_size, stack_keys
 
@@ -99,18 +100,6 @@ def _refused(run_dir: Path, e: Exception) -> Result:
     it is touched, and the stack trains without it."""
     log.error("%s: refused, the stack trains without it: %s", run_dir.name, e)
     return Result(Status.REFUSED, error=str(e))
-
-
-def share_data(members: list[Member]) -> None:
-    """The newest member uses an earlier member's data tensors where they are equal (one copy in memory)."""
-    new = members[-1].run.data
-    for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-        mine = getattr(new, split)
-        for other in members[:-1]:
-            theirs = getattr(other.run.data, split)
-            if theirs.shape == mine.shape and torch.equal(theirs, mine):
-                setattr(new, split, theirs)
-                break
 
 
 def _activations(member: Member) -> int:

@@ -19,6 +19,7 @@ from torch import nn
 from regbench import checkpoint
 from regbench import stack as S
 from regbench import train as solo
+from regbench.stack.data import share_data
 from regbench.stack.engine import Stack
 from regbench.stack.folded import FoldedBatchNorm, FoldedConv2d, FoldedLinear, channels_last
 from regbench.stack.loop import build_member
@@ -137,7 +138,16 @@ def _members(tmp_path, *overrides, seeds=(0, 1, 2), lrs=None, prefix="m"):
     lrs = lrs or [None] * len(seeds)
     cfgs = [compose(*DIGITS, f"seed={s}", *overrides, *([f"optimizer.lr={lr}"] if lr else []))
             for s, lr in zip(seeds, lrs)]
-    return cfgs, [build_member(c, tmp_path / f"{prefix}{i}") for i, c in enumerate(cfgs)]
+    return cfgs, _built(cfgs, tmp_path, prefix)
+
+
+def _built(cfgs, tmp_path, prefix):
+    """The members as ``train_stacked`` builds them: each from its config, equal data shared."""
+    members = []
+    for i, c in enumerate(cfgs):
+        members.append(build_member(c, tmp_path / f"{prefix}{i}"))
+        share_data(members)
+    return members
 
 
 def test_a_cnn_stack_fuses_and_starts_from_each_members_solo_weights(tmp_path):
@@ -162,7 +172,7 @@ def test_layers_without_a_fused_form_fall_back_to_vmap_and_say_why(tmp_path, cap
     assert not stack.folded and "GroupNorm" in stack.fold_reason
     assert "trains under vmap" in caplog.text and "GroupNorm" in caplog.text
     other = [compose(*DIGITS[:2], *DIGITS[4:6], f"seed={s}", "model=alexnet_small") for s in (0, 1)]
-    stack = Stack([build_member(c, tmp_path / f"a{i}") for i, c in enumerate(other)])
+    stack = Stack(_built(other, tmp_path, "a"))
     assert not stack.folded and "rows_independent" in stack.fold_reason
 
 
@@ -228,7 +238,7 @@ def test_a_killed_fused_batchnorm_stack_resumes_exactly(tmp_path):
     """SIGKILL mid-training, then the same stack again: every member continues from its own last.pt (weights,
     running statistics, optimizer state, generators) and ends bit for bit as an uninterrupted stack."""
     configs = [compose(*KILL_ARGS, f"seed={s}") for s in range(3)]
-    assert Stack([build_member(c, tmp_path / f"probe{i}") for i, c in enumerate(configs)]).folded
+    assert Stack(_built(configs, tmp_path, "probe")).folded
     reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
 
     killed = tmp_path / "killed"

@@ -15,6 +15,7 @@ from helpers import compose, kill_stack_mid_training, read_metrics, read_result
 
 from regbench import checkpoint
 from regbench import stack as S
+from regbench.stack.data import share_data, tables
 from regbench.stack.engine import EVAL_ROWS_CPU, Stack
 from regbench.stack.folded import ConvRows, conv_rows
 from regbench.stack.loop import build_member
@@ -27,6 +28,15 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_
 def cfgs(*overrides, seeds=(0, 1), lrs=None):
     lrs = lrs or [None] * len(seeds)
     return [compose(*TINY, f"seed={s}", *overrides, *([f"optimizer.lr={lr}"] if lr else [])) for s, lr in zip(seeds, lrs)]
+
+
+def members_of(configs, root: Path, prefix: str = "") -> list:
+    """The members of ``configs`` as ``train_stacked`` builds them: each from its config, equal data shared."""
+    members = []
+    for i, c in enumerate(configs):
+        members.append(build_member(c, root / f"{prefix}{i}"))
+        share_data(members)
+    return members
 
 
 def weights(run_dir: Path) -> dict:
@@ -80,8 +90,7 @@ def test_train_stacked_refuses_configs_of_different_keys(tmp_path):
 
 def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     configs = cfgs("model=cnn1d", "regularizer=[batchnorm]", seeds=(0, 5))
-    members = [build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)]
-    stack = Stack(members)
+    stack = Stack(members_of(configs, tmp_path))
     views = stack.param_views(stack.P.detach())
     for k, cfg in enumerate(configs):
         model = solo.build_run(cfg, tmp_path / f"solo{k}").model
@@ -92,6 +101,25 @@ def test_initial_weights_are_bitwise_those_of_solo(tmp_path):
     assert not torch.equal(views[0][0], views[0][1])  # two seeds, two initializations
 
 
+def test_members_hold_one_copy_of_equal_data_and_their_own_of_the_rest(tmp_path):
+    """Members of one dataset share its tensors (one copy in memory, one row of each stack table); a member whose
+    labels differ (label noise) trains and is evaluated on its own."""
+    configs = [compose(*TINY, f"seed={s}", "model=mlp", f"dataset.label_noise={noise}")
+               for s, noise in ((0, 0.0), (1, 0.3), (2, 0.0))]
+    members = members_of(configs, tmp_path)
+    data = [m.run.data for m in members]
+    assert data[1].x_train is data[0].x_train and data[2].x_train is data[0].x_train
+    assert data[2].y_train is data[0].y_train and not torch.equal(data[1].y_train, data[0].y_train)
+    found = tables(members)
+    assert found["x_train"].shared and found["x_val"].shared and found["x_train"].rows.shape[0] == 1
+    assert not found["y_train"].shared and found["y_train"].index.tolist() == [0, 1, 0]
+    for k, m in enumerate(members):
+        for split, mine in (("y_train", m.run.data.y_train), ("x_train_eval", m.run.train_subset()[0]),
+                            ("y_train_eval", m.run.train_subset()[1])):
+            table = found[split]
+            assert torch.equal(table.rows[table.index[k]], mine), (split, k)
+
+
 @pytest.mark.parametrize("model,regularizers,folded", [
     ("cnn1d", "[layernorm,dropout]", False), ("cnn1d", "[batchnorm,dropout]", True), ("cnn1d", "[dropout]", True),
     ("mlp", "[batchnorm,dropout]", False), ("mlp", "[dropout]", True)])
@@ -100,7 +128,7 @@ def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tm
     under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included), and agree
     to float rounding. A folded MLP's batched evaluation gives each member's solo numbers bit for bit."""
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
-    stack = Stack([build_member(c, tmp_path / str(i)) for i, c in enumerate(configs)])
+    stack = Stack(members_of(configs, tmp_path))
     assert stack.folded == folded
     stack.train_epoch()  # BatchNorm's running statistics move away from their start
     splits = ("train_eval", "val")
@@ -136,7 +164,7 @@ def test_folded_stack_trains_bit_for_bit_as_under_vmap(model, tmp_path):
                    seeds=(0, 1, 2))
     results = {}
     for fold in (True, False):
-        stack = Stack([build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        stack = Stack(members_of(configs, tmp_path, f"{fold}"), fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
         results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
@@ -151,7 +179,7 @@ def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
     configs = cfgs("model=cnn1d", "regularizer=[batchnorm,dropout]", "regularizer.dropout.input_p=0.1", seeds=(0, 1, 2))
     results = {}
     for fold in (True, False):
-        stack = Stack([build_member(c, tmp_path / f"{fold}{i}") for i, c in enumerate(configs)], fold=fold)
+        stack = Stack(members_of(configs, tmp_path, f"{fold}"), fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
         results[fold] = (stack.P.detach().clone(), losses, dict(stack.buffers), stack._evaluate_batched("val", 64))
@@ -165,7 +193,7 @@ def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
     for a, b in zip(val_fold, val_vmap, strict=True):
         assert a == pytest.approx(b, rel=1e-5)
     mlp = cfgs("model=mlp", "regularizer=[batchnorm]", seeds=(0, 1))
-    assert not Stack([build_member(c, tmp_path / f"mlp{i}") for i, c in enumerate(mlp)]).folded
+    assert not Stack(members_of(mlp, tmp_path, "mlp")).folded
 
 
 def test_conv_rows_have_unfolds_gradient_bit_for_bit():
