@@ -53,7 +53,8 @@ PUBLISHED = {
 }
 # the report's figure that shows each study's question best; else the first of FIGURES the report drew
 KEY_FIGURE = {"zhang2017_table1": "effects", "zhang2017_randomization": "train_loss_vs_steps", "bn_dropout_augment": "effects",
-              "bn_dropout_augment_tuned": "effects", "mnist1d_baselines": "effects", "adam_l2_vs_adamw_tuned": "effects"}
+              "bn_dropout_augment_tuned": "effects", "mnist1d_baselines": "effects", "adam_l2_vs_adamw_tuned": "effects",
+              "random_search": "search_history"}
 FIGURES = ("test_error_vs_label_noise", "error_vs_width", "loss_vs_init_gain", "heatmap_test_acc", "search_history",
            "search_test_acc", "effects", "learning_curves")
 TABLES = ("Ablation table", "Tuned protocol", "Replicated on fresh seeds", "What mattered")  # report sections kept
@@ -195,9 +196,9 @@ def _parse_check(text: str, names: list[str]) -> list[dict]:
     return out
 
 
-def gallery() -> None:
+def gallery(into: Path = HERE) -> None:
     """experiments/README.md from every study folder's verdict.json."""
-    records = [json.loads(p.read_text()) for p in sorted(HERE.glob("*/verdict.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(into.glob("*/verdict.json"))]
     built = {r["study"] for r in records}
     missing = sorted(p.stem for p in STUDIES.glob("*.yaml") if p.stem not in built)
     lines = ["# experiments: the reproduced literature, checked", "",
@@ -222,13 +223,14 @@ def gallery() -> None:
     lines += ["", "Rebuild (or fill in the studies not built yet) after running them: "
               "`python experiments/build.py <outputs dir>` (e.g. `outputs`, where `regbench run -m experiment=<study>` "
               "writes).", ""]
-    (HERE / "README.md").write_text("\n".join(lines))
+    (into / "README.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outputs", type=Path, help="the folder holding <study>/multirun for each study run")
     parser.add_argument("studies", nargs="*", help="studies to build (default: every finished one found)")
+    parser.add_argument("--into", type=Path, default=HERE, help="where the folders and the gallery go (default: experiments/)")
     ns = parser.parse_args(argv)
     studies = ns.studies or sorted(p.stem for p in STUDIES.glob("*.yaml"))
     for study in studies:
@@ -236,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (sweep.is_dir() and finished(sweep)):
             print(f"{study}: skipped ({sweep} is {'not finished' if sweep.is_dir() else 'not there'})")
             continue
-        record = build(study, sweep, HERE / study)
-        print(f"{study}: {record['held']} of {record['claims']} claims held -> {HERE / study}")
-    gallery()
-    print(f"wrote {HERE / 'README.md'}")
+        record = build(study, sweep, ns.into / study)
+        print(f"{study}: {record['held']} of {record['claims']} claims held -> {ns.into / study}")
+    gallery(ns.into)
+    print(f"wrote {ns.into / 'README.md'}")
     return 0
 
 

@@ -384,13 +384,15 @@ def check(sweep_dir: Path, overrides: list[str] = ()) -> Checked:
 
 def render(checked: Checked) -> str:
     """check's output: each claim with held / not held and its numbers, then the count."""
-    lines = [f"{checked.study}: {len(checked.verdicts)} claims against {checked.data_dir} ({checked.completed} completed runs)"]
+    n = len(checked.verdicts)
+    claims = f"claim{'s' if n != 1 else ''}"
+    lines = [f"{checked.study}: {n} {claims} against {checked.data_dir} ({checked.completed} completed runs)"]
     for v in checked.verdicts:
         lines.append(f"{'held    ' if v.held else 'NOT HELD'}  {v.name}: {v.says}")
         lines += [f"          {line}" for line in v.numbers]
-    n = sum(v.held for v in checked.verdicts)
-    lines.append(f"{n} of {len(checked.verdicts)} claims held" + ("" if checked.held else
-                                                                   f"; not held: {', '.join(v.name for v in checked.verdicts if not v.held)}"))
+    held = sum(v.held for v in checked.verdicts)
+    lines.append(f"{held} of {n} {claims} held"
+                 + ("" if checked.held else f"; not held: {', '.join(v.name for v in checked.verdicts if not v.held)}"))
     return "\n".join(lines)
 
 

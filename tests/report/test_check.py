@@ -3,6 +3,7 @@
 One shrunk label_corruption sweep (label noise 0 and 1, seed 0, two epochs on 100 signals) is trained once; its
 claims are checked as the study states them (two epochs fit nothing: fits_every_level does not hold), with claims
 overridden so that every one holds, and with claims of every kind whose verdict the test works out from results.csv.
+A shrunk random_search and a shrunk adam_l2_vs_adamw_tuned are checked on their own layouts (slow: `make test-slow`).
 """
 
 from __future__ import annotations
@@ -21,22 +22,38 @@ from regbench.report.claims import KINDS, check, study_claims
 
 STUDIES = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 SHRUNK = ["seed=0", "trainer.max_epochs=2", "dataset.n_train=100", "logger=none"]
+ONE_EPOCH = ["trainer.max_epochs=1", "dataset.n_train=100", "logger=none"]
 
 
 @pytest.fixture(scope="module")
 def shrunk(tmp_path_factory, _isolated_env):
     """A shrunk label_corruption sweep and, beside it, a single run that is no named study (trained at once)."""
-    root = tmp_path_factory.mktemp("check")
-    sweep, single = root / "label_corruption", root / "single"
-    procs = [subprocess.Popen([sys.executable, "-m", "regbench", "run", *args], cwd=REPO, env=os.environ.copy(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for args in (["-m", "experiment=label_corruption", "dataset.label_noise=0.0,1.0", *SHRUNK,
-                           f"hydra.sweep.dir={sweep}"],
-                          ["debug=tiny", "trainer.max_epochs=1", "dataset.n_train=100", f"hydra.run.dir={single}"])]
+    dirs = train(tmp_path_factory.mktemp("check"), {
+        "sweep": ["-m", "experiment=label_corruption", "dataset.label_noise=0.0,1.0", *SHRUNK],
+        "single": ["debug=tiny", *ONE_EPOCH]})
+    return {**dirs, "runs": pd.read_csv(dirs["sweep"] / "results.csv")}
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory, _isolated_env):
+    """A shrunk search (trials, then the best one and the default replicated) and a shrunk tuned study."""
+    return train(tmp_path_factory.mktemp("layouts"), {
+        "search": ["-m", "experiment=random_search", "search.n_trials=3", "search.batch=3", "search.replicate_seeds=[1]",
+                   *ONE_EPOCH],
+        "tuned": ["-m", "experiment=adam_l2_vs_adamw_tuned", "tune.budget=1", "tune.seeds=[100]", "seed=0", *ONE_EPOCH]})
+
+
+def train(root, commands: dict[str, list[str]]) -> dict:
+    """`regbench run` each command into root/<name> (a sweep's or a run's dir), all at once."""
+    dirs = {name: root / name for name in commands}
+    procs = [subprocess.Popen([sys.executable, "-m", "regbench", "run", *args,
+                               f"hydra.{'sweep' if '-m' in args else 'run'}.dir={dirs[name]}"],
+                              cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, args in commands.items()]
     for p in procs:
         output, _ = p.communicate(timeout=300)
         assert p.returncode == 0, output[-3000:]
-    return {"sweep": sweep, "single": single, "runs": pd.read_csv(sweep / "results.csv")}
+    return dirs
 
 
 def means(runs: pd.DataFrame, metric: str) -> dict[float, float]:
@@ -159,3 +176,31 @@ def test_claims_on_the_command_line_change_no_run_dir(tmp_path):
         return [(job.dirname, run_id(cfg)) for job, cfg in zip(plan.jobs, plan.configs)]
 
     assert jobs() == jobs("claims=[]") == jobs("~claims")
+
+
+@pytest.mark.slow
+def test_a_search_is_checked_on_its_replication_and_its_study(layouts):
+    from regbench.report.search import importances, load
+
+    out = run_cli("check", str(layouts["search"]))
+    assert out.returncode in (0, 1), out.stderr
+    assert f"against {layouts['search'] / 'replicate'} (2 completed runs)" in out.stdout
+    replicate = pd.read_csv(layouts["search"] / "replicate" / "results.csv")
+    best = replicate[replicate["optimizer.lr"].notna()]["test_acc"].mean()
+    default = replicate[replicate["optimizer.lr"].isna()]["test_acc"].mean()
+    assert f"a {100 * best:.1f}% − b {100 * default:.1f}%" in out.stdout
+    assert (f"{'held    ' if best > default else 'NOT HELD'}  best_trial_beats_default") in out.stdout
+    shares = importances(load(layouts["search"]))
+    top = max(shares, key=shares.get)
+    assert f"largest: {top} ({shares[top]:.2f})" in out.stdout
+    assert (f"{'held    ' if top == 'optimizer.lr' else 'NOT HELD'}  lr_matters_most") in out.stdout
+
+
+@pytest.mark.slow
+def test_a_tuned_study_is_checked_on_its_final_sweep(layouts):
+    out, final = run_cli("check", str(layouts["tuned"])), run_cli("check", str(layouts["tuned"] / "final"))
+    assert out.stdout == final.stdout and out.returncode == final.returncode
+    runs = pd.read_csv(layouts["tuned"] / "final" / "results.csv").groupby("penalty")["test_acc"].mean()
+    held = runs["WeightDecay"] - runs["L2"] > -0.02
+    assert out.returncode == (0 if held else 1), out.stdout + out.stderr
+    assert f"a {100 * runs['WeightDecay']:.1f}% − b {100 * runs['L2']:.1f}%" in out.stdout
