@@ -96,7 +96,12 @@ def to_yaml(data) -> str:
 
 def run_id(cfg: DictConfig) -> str:
     """A deterministic id from what is trained: the resolved config, seed included, paths and logging excluded."""
-    data = to_container(cfg)
+    return id_of(to_container(cfg))
+
+
+def id_of(container: dict) -> str:
+    """:func:`run_id` of a config already made plain data (:func:`to_container`), which is left as it is."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in container.items()}  # popped from below: copied
     for key in NON_IDENTITY_KEYS:
         node, *rest = key.split(".")
         if rest and isinstance(data.get(node), dict):

@@ -101,7 +101,7 @@ def _even_chunks(items: list, n: int) -> list[list]:
 def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list, overrides: list[list[str]]) -> None:
     """Record ``plan`` for the jobs (by folder name); with no stack, remove an earlier plan (this command
     trains every job alone). Each stack lists its members' resolved configurations and overrides."""
-    from regbench.config import run_id, to_container
+    from regbench.config import id_of, to_container
     from regbench.files import write_json
 
     path = Path(sweep_dir) / PLAN_FILE
@@ -111,8 +111,8 @@ def write_plan(sweep_dir: Path, plan: StackPlan, dirnames: list[str], cfgs: list
         return
     stacks = []
     for members in plan.stacks:
-        stacks.append([{"dirname": dirnames[i], "run_id": run_id(cfg), "config": to_container(cfg),
-                        "overrides": list(overrides[i])} for i in members for cfg in (cfgs[i],)])
+        stacks.append([{"dirname": dirnames[i], "run_id": id_of(data), "config": data, "overrides": list(overrides[i])}
+                       for i in members for data in (to_container(cfgs[i]),)])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"units": plan.units, "stacks": stacks})
 
