@@ -204,3 +204,26 @@ def test_a_tuned_study_is_checked_on_its_final_sweep(layouts):
     held = runs["WeightDecay"] - runs["L2"] > -0.02
     assert out.returncode == (0 if held else 1), out.stdout + out.stderr
     assert f"a {100 * runs['WeightDecay']:.1f}% − b {100 * runs['L2']:.1f}%" in out.stdout
+
+
+@pytest.mark.slow
+def test_experiments_build_writes_a_studys_folder_and_the_gallery(shrunk, tmp_path):
+    """experiments/build.py on an outputs folder holding the shrunk study: its folder (table, figure, results,
+    check's output and verdict) and the gallery, from the real CLI's commands."""
+    import json
+
+    (tmp_path / "outputs" / "label_corruption").mkdir(parents=True)
+    (tmp_path / "outputs" / "label_corruption" / "multirun").symlink_to(shrunk["sweep"])
+    into = tmp_path / "experiments"
+    out = subprocess.run([sys.executable, str(REPO / "experiments" / "build.py"), str(tmp_path / "outputs"), "label_corruption",
+                          "--into", str(into)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = into / "label_corruption"
+    assert {"README.md", "table.md", "results.csv", "check.txt", "verdict.json"} <= {p.name for p in folder.iterdir()}
+    assert list(folder.glob("*.png"))
+    checked = run_cli("check", str(shrunk["sweep"]))
+    record = json.loads((folder / "verdict.json").read_text())
+    assert record["held"] == sum(line.startswith("held    ") for line in checked.stdout.splitlines())
+    assert (record["held"] == record["claims"]) == (checked.returncode == 0)
+    assert len(pd.read_csv(folder / "results.csv")) == len(shrunk["runs"])
+    assert f"| {record['held']} of {record['claims']} held |" in (into / "README.md").read_text()
