@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from regbench.errors import ConfigError, check_range
 from regbench.loggers import flatten, numbers
-from regbench.rundir import FINISHED
+from regbench.records import FINISHED
 
 STORE_FILE, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
 #: Not config.yaml / result.json: the artifacts lie under the sweep dir, where those names mark run dirs.

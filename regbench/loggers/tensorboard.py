@@ -21,7 +21,7 @@ from pathlib import Path
 
 from regbench.errors import ConfigError
 from regbench.loggers import flatten, numbers
-from regbench.rundir import FINISHED
+from regbench.records import FINISHED
 
 #: The result numbers the HParams dashboard lists as metrics.
 RESULT_METRICS = ("test_acc", "test_loss", "val_acc", "val_loss", "train_acc", "train_loss", "best_epoch", "epochs_run")

@@ -12,7 +12,7 @@ import socket
 from urllib.parse import urlparse
 
 from regbench.errors import ConfigError, check_choice
-from regbench.rundir import FINISHED
+from regbench.records import FINISHED
 
 
 MODES = ("offline", "online", "disabled")

@@ -18,12 +18,15 @@ import traceback
 from pathlib import Path
 
 from regbench.errors import UserError
+from regbench.records import Status
 
 log = logging.getLogger("regbench.report")
 FORMATS = ("md", "html")
-WHY = {"running": "a job is training it now", "interrupted": "a checkpoint but no result: rerun the sweep command to resume it",
-       "pending": "its folder exists, nothing saved yet",
-       "damaged": "its result.json cannot be read: move the file away and re-run the sweep command (only that run is finished again)"}
+WHY = {Status.RUNNING: "a job is training it now",
+       Status.INTERRUPTED: "a checkpoint but no result: rerun the sweep command to resume it",
+       Status.PENDING: "its folder exists, nothing saved yet",
+       Status.DAMAGED: "its result.json cannot be read: move the file away and re-run the sweep command (only that run is "
+                       "finished again)"}
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -167,9 +170,9 @@ def _document(study, metric, prov, ablation_txt, ablation_files, ablation_captio
                     doc.Text(f"Sweep `{sweep_dir}`: {len(study.conditions)} configurations, {total} runs ({status}). "
                              f"Factors: {', '.join(f'`{f}`' for f in study.factors) or 'none (one configuration)'}. "
                              f"Baseline: **{study.baseline.label if study.baseline else '—'}** ({study.baseline_note}).")]
-    if total - counts.get("completed", 0):
-        what = [f"{n} {s}" for s, n in counts.items() if s != "completed"]
-        blocks.append(doc.Text(f"**Unfinished or incomplete sweep**: {counts.get('completed', 0)} of {total} runs completed; "
+    if total - counts.get(Status.COMPLETED, 0):
+        what = [f"{n} {s}" for s, n in counts.items() if s != Status.COMPLETED]
+        blocks.append(doc.Text(f"**Unfinished or incomplete sweep**: {counts.get(Status.COMPLETED, 0)} of {total} runs completed; "
                                f"{', '.join(what)}. Every number below uses completed runs only; see "
                                "_Runs that did not complete_."))
 

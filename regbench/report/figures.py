@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regbench.records import Status
 from regbench.report.effects import Effect, unit
 from regbench.report.study import Condition, Study, as_number
 from regbench.sweep.results import FIT_ACC
@@ -78,7 +79,7 @@ def _empty(ax, text: str) -> None:
 def curve(study: Study, c: Condition, x: str, y: str) -> pd.DataFrame:
     """Mean, std and count of ``y`` per value of ``x`` over the completed runs of a configuration."""
     frames = []
-    for d in c.runs.loc[c.runs["status"] == "completed", "run_dir"]:
+    for d in c.runs.loc[c.runs["status"] == Status.COMPLETED, "run_dir"]:
         h = study.history(d)
         if not h.empty and x in h and y in h:
             frames.append(h[[x, y]])
@@ -321,7 +322,7 @@ def label_noise_figures(study: Study, out: Path) -> list[Figure]:
     for (label, points), color in zip(lines.items(), colors):
         xs, ys, es = [], [], []
         for x, c in points:
-            done = c.runs[c.runs["status"] == "completed"]
+            done = c.runs[c.runs["status"] == Status.COMPLETED]
             steps = pd.to_numeric(done["steps_to_fit"], errors="coerce").dropna().to_numpy() if "steps_to_fit" in done else []
             if len(steps):
                 xs.append(x), ys.append(np.mean(steps)), es.append(np.std(steps, ddof=1) if len(steps) > 1 else 0)
@@ -506,7 +507,7 @@ def init_figure(study: Study, out: Path) -> list[Figure]:
             for x, v in pts:  # every seed: a mean on a log axis hides how far apart they are
                 ax.plot([x] * len(v), v, ".", color=color, alpha=0.35 * alpha, ms=4)
         for x, c in points:
-            k = int((c.runs["status"] == "diverged").sum())
+            k = int((c.runs["status"] == Status.DIVERGED).sum())
             if k:
                 diverged.append((x, f"diverged {k}/{len(c.runs)}" + (f"\n{label}" if len(lines) > 1 else "")))
     ax.set_xscale("log")

@@ -17,33 +17,34 @@ from pathlib import Path
 
 import regbench
 from regbench.files import git_commit
+from regbench.records import Status
 from regbench.report.study import FAILED, UNFINISHED, Study
 
 
 def collect(study: Study, report_args: list[str] | None = None) -> dict:
     sweeps = [_sweep_record(study, p) for p in sorted(study.sweep_dir.glob("**/multirun.yaml"))]
     results = [r for r in study.results.values() if r]
-    finished = sorted(t for t in (_parse_time(r.get("finished_at")) for r in results) if t)
+    finished = sorted(t for t in (_parse_time(r.finished_at) for r in results) if t)
     started = sorted(dt.datetime.fromtimestamp(p.stat().st_mtime).astimezone()
                      for d in study.runs["run_dir"] for p in [study.sweep_dir / d / ".hydra" / "config.yaml"] if p.exists())
     problems = study.runs[study.runs["status"].isin(FAILED)]
-    unfinished = study.runs[study.runs["status"].isin(UNFINISHED) & (study.runs["status"] != "not started")]
+    unfinished = study.runs[study.runs["status"].isin(UNFINISHED) & (study.runs["status"] != Status.NOT_STARTED)]
     return {
         "commands": [s["command"] for s in sweeps],
         "report_command": "regbench report " + " ".join(report_args or [str(study.sweep_dir)]),
-        "code": Counter((r.get("regbench_version") or "?", r.get("git_commit") or "unknown") for r in results),
+        "code": Counter((r.regbench_version or "?", r.git_commit or "unknown") for r in results),
         "report_code": (regbench.__version__, git_commit() or "unknown (not a git checkout)"),
         "started": started[0] if started else None,
         "finished_first": finished[0] if finished else None,
         "finished_last": finished[-1] if finished else None,
         "generated": dt.datetime.now().astimezone(),
-        "devices": Counter(r.get("device") or "?" for r in results if r.get("device")),
+        "devices": Counter(r.device for r in results if r.device),
         "machine": machine(),
         "counts": _counts(study, sweeps),
-        "failed": [(row.run_dir, row.status, (study.results.get(row.run_dir) or {}).get("error") or "")
+        "failed": [(row.run_dir, row.status, getattr(study.results.get(row.run_dir), "error", None) or "")
                    for row in problems.itertuples()],
         "unfinished": [(row.run_dir, row.status) for row in unfinished.itertuples()],
-        "never_started": [d for d, s in zip(study.runs["run_dir"], study.runs["status"]) if s == "not started"]
+        "never_started": [d for d, s in zip(study.runs["run_dir"], study.runs["status"]) if s == Status.NOT_STARTED]
                          + [job for s in sweeps for job in s["missing"]],
         "notes": [n for s in sweeps for n in s["notes"]],
     }

@@ -18,7 +18,8 @@ import yaml
 
 from regbench.errors import UserError
 from regbench.errors import DamagedFile
-from regbench.files import read_json, read_jsonl
+from regbench.files import read_jsonl
+from regbench.records import Result, Status, read_result
 from regbench.sweep.results import METRICS, SEED, factors, load_runs, per_config, short_names
 
 #: Config groups selected as lists (``regularizer=[dropout,weight_decay]``): one yes/no column per member.
@@ -27,8 +28,10 @@ NOTHING = ("", "none", "null", "[]", "nan")
 #: Settings of a clean baseline: no regularizer, true labels, real inputs.
 CLEAN = {"dataset.label_noise": 0.0, "dataset.input_corruption": "none"}
 #: Statuses of runs that did not finish (no result yet) and of runs that finished badly.
-UNFINISHED, FAILED = ("running", "interrupted", "damaged", "pending", "not started"), ("failed", "diverged")
-STATUS_ORDER = ("completed", "pruned", "stopped", "diverged", "failed", "damaged", "running", "interrupted", "pending", "not started")
+UNFINISHED = (Status.RUNNING, Status.INTERRUPTED, Status.DAMAGED, Status.PENDING, Status.NOT_STARTED)
+FAILED = (Status.FAILED, Status.DIVERGED)
+STATUS_ORDER = (Status.COMPLETED, Status.PRUNED, Status.STOPPED, Status.DIVERGED, Status.FAILED, Status.DAMAGED,
+                Status.RUNNING, Status.INTERRUPTED, Status.PENDING, Status.NOT_STARTED)
 #: The value of a key a configuration does not have (the λ of a regularizer that is not active).
 NOT_APPLICABLE = "—"
 
@@ -107,7 +110,7 @@ class Condition:
 
         The same seed gives the same initial weights and data order in every configuration, so effects can pair
         runs by seed (:mod:`regbench.report.effects`)."""
-        done = self.runs[self.runs["status"] == "completed"]
+        done = self.runs[self.runs["status"] == Status.COMPLETED]
         if metric not in done:
             return [], np.array([])
         x = pd.to_numeric(done[metric], errors="coerce").to_numpy(dtype=float)
@@ -130,7 +133,7 @@ class Study:
         self.raw = raw
         if raw.empty:
             raise UserError(f"{self.sweep_dir} holds no runs (no .hydra/overrides.yaml or result.json below it)")
-        self.results = {d: _read_json(self.sweep_dir / d / "result.json") for d in raw["run_dir"]}
+        self.results = {d: _read_result(self.sweep_dir / d) for d in raw["run_dir"]}
         # config.yaml is written when training starts; Hydra's copy exists as soon as the job does
         self.configs = {d: _read_yaml(self.sweep_dir / d / "config.yaml") or _read_yaml(self.sweep_dir / d / ".hydra" / "config.yaml")
                         for d in raw["run_dir"]}
@@ -148,7 +151,7 @@ class Study:
         runs = raw.copy()
         # a job of the sweep that has no folder at all was never started (not merely waiting in a folder)
         absent = np.array([not (self.sweep_dir / d).exists() for d in runs["run_dir"]], dtype=bool)
-        runs.loc[absent & (runs["status"] == "pending"), "status"] = "not started"
+        runs.loc[absent & (runs["status"] == Status.PENDING), "status"] = str(Status.NOT_STARTED)
         keys = factors(raw)
         for key in keys:
             seen: dict[float, str] = {}
@@ -301,7 +304,7 @@ class Study:
 
     @property
     def name(self) -> str:
-        names = [r.get("name") for r in self.results.values() if r and r.get("name")]
+        names = [r.name for r in self.results.values() if r and r.name]
         names += [c.get("name") for c in self.configs.values() if c and c.get("name")]
         return names[0] if names else self.sweep_dir.name
 
@@ -326,9 +329,9 @@ def _seed_key(seed) -> str | None:
     return format_number(x) if x is not None else str(seed)
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_result(run_dir: Path) -> Result | None:
     try:
-        return read_json(path)
+        return read_result(run_dir)
     except DamagedFile:  # the run is "damaged" in the run table, and out of the statistics
         return None
 

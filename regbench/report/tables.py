@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from regbench.records import Status
 from regbench.report.effects import FACTORIAL, FEW_SEEDS, Effect, unit
 from regbench.report.study import FAILED, UNFINISHED, Study, format_number
 
@@ -52,7 +53,7 @@ def _params(study: Study) -> dict:
     """Parameter counts per configuration, only when they differ (a width or model sweep)."""
     counts = {}
     for c in study.conditions:
-        found = {(study.results.get(d) or {}).get("num_params") for d in c.runs["run_dir"]} - {None}
+        found = {getattr(study.results.get(d), "num_params", None) for d in c.runs["run_dir"]} - {None}
         counts[c.key] = min(found) if found else None
     return counts if len(set(counts.values()) - {None}) > 1 else {}
 
@@ -60,7 +61,7 @@ def _params(study: Study) -> dict:
 def note(study: Study, c) -> str:
     parts = ["baseline"] if c is study.baseline else []
     counts = c.runs["status"].value_counts()
-    for status in (*FAILED, *UNFINISHED, "stopped"):
+    for status in (*FAILED, *UNFINISHED, Status.STOPPED):
         if counts.get(status):
             parts.append(f"{counts[status]} {status}")
     return ", ".join(parts)
@@ -138,7 +139,7 @@ def fit_table(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
     first epoch whose training accuracy reached FIT_ACC): how many seeds fit, after how many epochs and steps."""
     numbers, text = [], []
     for c in study.conditions:
-        done = c.runs[c.runs["status"] == "completed"]
+        done = c.runs[c.runs["status"] == Status.COMPLETED]
         epochs = _finite(done, "epochs_to_fit")
         steps = _finite(done, "steps_to_fit")
         n, fitted = len(done), len(epochs)

@@ -20,8 +20,8 @@ import pandas as pd
 import yaml
 
 from regbench.errors import DamagedFile
-from regbench.files import read_json, read_jsonl, write_atomic
-from regbench.rundir import FINISHED
+from regbench.files import read_jsonl, write_atomic
+from regbench.records import FINISHED, RESULT_FILE, Result, Status, read_result
 
 TUNED_FILE = "tuned.json"  # the tuned protocol's choices, beside its final/ sweep (regbench.sweep.tune)
 
@@ -33,7 +33,8 @@ SEED = "seed"
 #: 99% leaves room for a few duplicated inputs with different labels). Same threshold as regbench.report.
 FIT_ACC = 0.99
 #: Statuses, in the order they are reported.
-STATUSES = ("completed", "pruned", "diverged", "running", "interrupted", "failed", "damaged", "pending")
+STATUSES = (Status.COMPLETED, Status.PRUNED, Status.DIVERGED, Status.RUNNING, Status.INTERRUPTED, Status.FAILED,
+            Status.DAMAGED, Status.PENDING)
 RESULTS_CSV, RESULTS_PARQUET, CONFIGS_CSV = "results.csv", "results.parquet", "configs.csv"
 #: Metrics shown on the console (all of them are in the files).
 SHOWN = ("test_acc", "train_acc", "gap", "steps_to_fit", "wall_time_s")
@@ -46,24 +47,24 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 
     sweep_dir = Path(sweep_dir)
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
-    found |= {p.parent for p in sweep_dir.glob("**/result.json")}
+    found |= {p.parent for p in sweep_dir.glob(f"**/{RESULT_FILE}")}
     found |= {p.parent for p in sweep_dir.glob(f"**/{ID_FILE}")}
-    return sorted(d for d in found if d != sweep_dir or (d / "result.json").exists())
+    return sorted(d for d in found if d != sweep_dir or (d / RESULT_FILE).exists())
 
 
-def run_status(run_dir: Path, result: dict) -> str:
+def run_status(run_dir: Path, result: Result | None) -> Status | str:
     """completed / diverged from result.json; running if a live job holds the dir (a failed run being
     retrained included); failed from result.json; else interrupted (a checkpoint but no job: the sweep
     command resumes it) or pending (nothing saved yet)."""
     from regbench.rundir import is_running
 
-    if result.get("status") in FINISHED:
-        return result["status"]
+    if result and result.finished:
+        return result.status
     if is_running(run_dir):
-        return "running"
-    if result.get("status"):
-        return result["status"]
-    return "interrupted" if (Path(run_dir) / "checkpoints" / "last.pt").exists() else "pending"
+        return Status.RUNNING
+    if result and result.status:
+        return result.status
+    return Status.INTERRUPTED if (Path(run_dir) / "checkpoints" / "last.pt").exists() else Status.PENDING
 
 
 def first_fit(run_dir: Path, threshold: float = FIT_ACC) -> dict | None:
@@ -96,22 +97,22 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
     rows = []
     for d in run_dirs(sweep_dir):
         try:
-            result, damage = read_json(d / "result.json") or {}, None
+            result, damage = read_result(d), None
         except DamagedFile as e:  # counted as damaged, kept out of every statistic, never deleted
-            result, damage = {}, str(e)
-        status = "damaged" if damage else run_status(d, result)
+            result, damage = None, str(e)
+        status = Status.DAMAGED if damage else run_status(d, result)
         name = str(d.relative_to(sweep_dir)) if d != sweep_dir else "."
         settings = read_overrides(d) or (_overrides_dict(jobs[name].overrides) if name in jobs else {})
-        row = {"run_dir": name, "status": status, "run_id": result.get("run_id"), **settings}
-        if SEED not in row and "seed" in result:
-            row[SEED] = str(result["seed"])
+        row = {"run_dir": name, "status": str(status), "run_id": result.run_id if result else None, **settings}
+        if SEED not in row and result and result.seed is not None:
+            row[SEED] = str(result.seed)
         for m in METRICS:
-            row[m] = result.get(m)
+            row[m] = getattr(result, m, None)  # gap and the fit columns are the table's own
         if row.get("train_acc") is not None and row.get("test_acc") is not None:
             row["gap"] = row["train_acc"] - row["test_acc"]  # generalization gap in accuracy
-        fit = first_fit(d) if row["status"] in (*FINISHED, "running", "interrupted") else None
+        fit = first_fit(d) if row["status"] in (*FINISHED, Status.RUNNING, Status.INTERRUPTED) else None
         row["epochs_to_fit"], row["steps_to_fit"] = (fit["epoch"], fit.get("step")) if fit else (None, None)
-        row["error"] = damage or result.get("error")
+        row["error"] = damage or (result.error if result else None)
         for key in tuned:
             row.pop(key, None)
         rows.append(row)
@@ -120,7 +121,7 @@ def load_runs(sweep_dir: Path, expected: bool = True) -> pd.DataFrame:
         for job in jobs.values():
             if job.dirname not in seen:
                 settings = {k: v for k, v in _overrides_dict(job.overrides).items() if k not in tuned}
-                rows.append({"run_dir": job.dirname, "status": "pending", "run_id": None,
+                rows.append({"run_dir": job.dirname, "status": str(Status.PENDING), "run_id": None,
                              **settings, **{m: None for m in METRICS}, "error": None})
     runs = pd.DataFrame(rows)
     for m in METRICS:
@@ -151,7 +152,7 @@ def factors(runs: pd.DataFrame) -> list[str]:
 
 def per_config(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     """Mean, std and n of each metric per configuration (every factor but the seed), finished runs only."""
-    done = runs[runs["status"] == "completed"].copy()
+    done = runs[runs["status"] == Status.COMPLETED].copy()
     keys = factors(runs)
     present = [m for m in metrics if m in done.columns]
     for m in present:
@@ -190,12 +191,12 @@ def _text_columns(runs: pd.DataFrame) -> list[str]:
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
-    return {s: int(counts.pop(s, 0)) for s in STATUSES} | {s: int(n) for s, n in counts.items()}
+    return {str(s): int(counts.pop(s, 0)) for s in STATUSES} | {s: int(n) for s, n in counts.items()}
 
 
 def format_counts(counts: dict[str, int]) -> str:
     total = sum(counts.values())
-    shown = [f"{n} {s}" for s, n in counts.items() if n or s in ("completed", "failed")]
+    shown = [f"{n} {s}" for s, n in counts.items() if n or s in (Status.COMPLETED, Status.FAILED)]
     return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(shown)
 
 
@@ -258,14 +259,14 @@ def _fmt(x: float, metric: str) -> str:
 def print_failures(runs: pd.DataFrame, console) -> None:
     from rich.markup import escape
 
-    for _, row in runs[runs["status"] == "failed"].iterrows():
+    for _, row in runs[runs["status"] == Status.FAILED].iterrows():
         error = row.get("error") if isinstance(row.get("error"), str) else "no error recorded"
         console.print(f"  [red]failed[/red] {escape(row['run_dir'])}: {escape(error)} (traceback in its regbench.log)",
                       soft_wrap=True, highlight=False)
-    for _, row in runs[runs["status"] == "damaged"].iterrows():
+    for _, row in runs[runs["status"] == Status.DAMAGED].iterrows():
         console.print(f"  [red]damaged[/red] {escape(row['error'])}: move the file away and re-run the "
                       "sweep command: only that run is finished again (nothing was deleted)", soft_wrap=True, highlight=False)
-    for _, row in runs[runs["status"] == "diverged"].iterrows():
+    for _, row in runs[runs["status"] == Status.DIVERGED].iterrows():
         console.print(f"  [yellow]diverged[/yellow] {escape(row['run_dir'])}: the training loss became non-finite "
                       "(a result, not a failure)", soft_wrap=True, highlight=False)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from regbench.console import console
+from regbench.records import Status
 from regbench.sweep.results import format_counts, load_runs, print_failures, status_counts
 
 
@@ -27,7 +28,7 @@ def count(sweep_dir: Path, runs=None) -> dict[str, int]:
     cfg = load_multirun(sweep_dir)
     if cfg is not None and expected_jobs(cfg) is None:  # sampled jobs: only their number is known
         n_trials = expected_count(cfg) or 0
-        counts["pending"] += max(0, n_trials - len(runs))
+        counts[Status.PENDING] += max(0, n_trials - len(runs))
     return counts
 
 
@@ -42,7 +43,7 @@ def main(ns) -> int:
         out.print(line, soft_wrap=True, markup=False)
     if not runs.empty:
         print_failures(runs, out)
-        for _, row in runs[runs["status"] == "interrupted"].iterrows():
+        for _, row in runs[runs["status"] == Status.INTERRUPTED].iterrows():
             out.print(f"  interrupted {row['run_dir']}: resumes from its checkpoint when the sweep command is re-run",
                       soft_wrap=True, markup=False)
     return 0
