@@ -97,6 +97,7 @@ class Checked:
     data_dir: Path
     completed: int
     verdicts: list[Verdict]
+    unfinished: int = 0  # runs still running, interrupted or pending: claims are checked on what finished
 
     @property
     def held(self) -> bool:
@@ -171,7 +172,7 @@ def resolve(sweep_dir: Path) -> tuple[Path, bool]:
 
 
 def cells_of(data_dir: Path, search: bool):
-    """(the study's name, the number of completed runs, one :class:`Cell` per configuration)."""
+    """(the study's name, the number of completed runs, of unfinished ones, one :class:`Cell` per configuration)."""
     from regbench.report.study import Study
     from regbench.sweep.results import read_overrides
 
@@ -179,6 +180,7 @@ def cells_of(data_dir: Path, search: bool):
         raise UserError(f"{data_dir.parent} is a search with no replication yet ({data_dir.name}/): no results to check")
     study = Study(data_dir)
     completed = int((study.runs["status"] == "completed").sum())
+    unfinished = int(study.runs["status"].isin(("running", "interrupted", "pending", "not started")).sum())
     if not completed:
         raise UserError(f"{data_dir} has no completed run yet (regbench status {data_dir}): no results to check")
     cells = []
@@ -190,7 +192,7 @@ def cells_of(data_dir: Path, search: bool):
             arm = "best" if space & set(read_overrides(data_dir / first)) else "default"
             settings[ARM], label = arm, f"{arm} ({c.label})"
         cells.append(Cell(settings, label, c, configured))
-    return study.name, completed, cells
+    return study.name, completed, unfinished, cells
 
 
 def _value(cell: Cell, key: str) -> str | None:
@@ -376,17 +378,18 @@ def evaluate(name: str, claim: dict, cells: list[Cell], sweep_dir: Path) -> Verd
 def check(sweep_dir: Path, overrides: list[str] = ()) -> Checked:
     """Every claim of the study whose sweep ``sweep_dir`` is, against its completed runs."""
     data_dir, search = resolve(Path(sweep_dir))
-    study, completed, cells = cells_of(data_dir, search)
+    study, completed, unfinished, cells = cells_of(data_dir, search)
     claims = study_claims(study, list(overrides))
     return Checked(study, data_dir, completed,
-                   [evaluate(claim["name"], claim, cells, Path(sweep_dir)) for claim in claims])
+                   [evaluate(claim["name"], claim, cells, Path(sweep_dir)) for claim in claims], unfinished)
 
 
 def render(checked: Checked) -> str:
     """check's output: each claim with held / not held and its numbers, then the count."""
     n = len(checked.verdicts)
     claims = f"claim{'s' if n != 1 else ''}"
-    lines = [f"{checked.study}: {n} {claims} against {checked.data_dir} ({checked.completed} completed runs)"]
+    lines = [f"{checked.study}: {n} {claims} against {checked.data_dir} ({checked.completed} completed runs"
+             + (f"; {checked.unfinished} not finished yet, left out" if checked.unfinished else "") + ")"]
     for v in checked.verdicts:
         lines.append(f"{'held    ' if v.held else 'NOT HELD'}  {v.name}: {v.says}")
         lines += [f"          {line}" for line in v.numbers]
