@@ -7,6 +7,10 @@ every random generator, early-stopping state, history) is written atomically to
 ``checkpoints/last.pt`` (after the first epoch, the last, and every ``trainer.checkpoint_every_s``),
 so re-running the same command resumes bit for bit. Validation is evaluated every epoch (early stopping),
 the training subset at the cadence of ``trainer.train_eval_every``.
+
+A run's bookkeeping is one :class:`Lifecycle`: start or resume, each epoch's record, selection and stopping
+(early stopping, a search's pruning, divergence), checkpoints, the result and the trackers. ``train`` calls it at
+the seams of its loop; a stack (:mod:`regbench.stack.loop`) drives one per member, the same calls in batches.
 """
 
 from __future__ import annotations
@@ -424,9 +428,10 @@ class Lifecycle:
     def finish(self, **extra) -> Result:
         """The run's result (:func:`final_result`, plus ``extra`` fields: a stack's ``stacked``), told to the trackers,
         then written to result.json, which names their runs: a kill never leaves a result without them."""
+        result = final_result(self.run, self.state)
         if self.logger is None:
             self.open_trackers()  # a stack member's, at its end (one W&B run per process at a time)
-        self.result = replace(final_result(self.run, self.state), **extra)
+        self.result = replace(result, logger_id=self.state.logger_id, **extra)
         self.close_trackers(self.result)
         write_result(self.run.run_dir, self.result)
         return self.result

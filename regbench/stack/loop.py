@@ -1,6 +1,8 @@
 """Train configurations as stacks, each member its own run: built as a solo run is, then epochs of its
 stack, with per-member early stopping, divergence, best checkpoint, checkpoints, test evaluation, result
-and tracker run."""
+and tracker run. Each member is a :class:`regbench.train.Lifecycle` (:class:`~regbench.stack.engine.Member`):
+this loop makes the solo loop's calls, differing only where the stack batches (one training epoch and one
+evaluation per split for all members, one checkpoint for all, trackers opened at a member's end)."""
 
 from __future__ import annotations
 
