@@ -130,6 +130,11 @@ def read_manifest(sweep_dir: Path) -> dict | None:
         from regbench.errors import UserError
 
         raise UserError(f"{path} is not a regbench submission manifest: remove it to submit the sweep again")
+    here = str(Path(sweep_dir).resolve())
+    if manifest.get("sweep_dir", here) != here:  # copied in from another sweep: its tasks are not this sweep's
+        from regbench.errors import UserError
+
+        raise UserError(f"{path} is the submission of another sweep ({manifest['sweep_dir']}): remove it to submit this one")
     return manifest
 
 

@@ -218,7 +218,8 @@ def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submissio
         raise UserError(f"SLURM refused the submission: {lines[-1] if lines else 'sbatch failed'}")
     tasks = [{"job_id": j.job_id, "run_dir": dirs[0] if dirs else None, "run_dirs": dirs,
               "overrides": filter_overrides(list(job_overrides[i]))} for j, (i, dirs) in zip(jobs, chosen)]
-    submission.manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "command": submission.command,
+    submission.manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "sweep_dir": str(sweep_dir.resolve()),
+                           "command": submission.command,
                            "submitted_at": time.time(), "tasks": tasks,
                            "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in submission.earlier]}
     from regbench.files import write_json

@@ -32,3 +32,15 @@ def test_a_damaged_submission_manifest_is_one_line_in_status(tmp_path):
         out = run_cli("status", str(sweep_dir))
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stdout + out.stderr
         assert ".regbench-submitted.json is" in out.stderr and "remove it to submit the sweep again" in out.stderr
+
+
+def test_a_manifest_from_another_sweep_is_one_line_and_kept(tmp_path):
+    """A manifest names the sweep dir it was written for: copied into another, its tasks are not that sweep's."""
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    text = '{"array_job_id": "7", "sweep_dir": "/elsewhere/sweep", "tasks": [{"job_id": "7_0", "run_dir": "seed=0"}]}'
+    (sweep_dir / ".regbench-submitted.json").write_text(text)
+    out = run_cli("status", str(sweep_dir))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stdout + out.stderr
+    assert "is the submission of another sweep (/elsewhere/sweep): remove it" in out.stderr
+    assert (sweep_dir / ".regbench-submitted.json").read_text() == text  # nothing lost
