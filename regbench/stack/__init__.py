@@ -43,9 +43,12 @@ half of the free memory by a conservative estimate (:func:`max_stack_size`). Lar
 into stacks trained one after the other.
 
 The package: :mod:`~regbench.stack.grouping` (which configurations stack), :mod:`~regbench.stack.forms`
-(which regularizers stack: each declares its ``stacked`` form in its own module), :mod:`~regbench.stack.folded` (the template's layers),
-:mod:`~regbench.stack.engine` (one stack's epoch, optimizer and evaluation) and :mod:`~regbench.stack.loop`
-(members as runs: control, checkpoints, results).
+(which regularizers stack: each declares its ``stacked`` form in its own module), :mod:`~regbench.stack.loop`
+(members as runs: control, checkpoints, results) and :mod:`~regbench.stack.engine` (one stack: its flat
+parameters and its epoch), whose parts are :mod:`~regbench.stack.template` (the one network, its layers in
+:mod:`~regbench.stack.folded`), :mod:`~regbench.stack.optim` (the optimizer on the flat parameters),
+:mod:`~regbench.stack.draws` (each member's random numbers), :mod:`~regbench.stack.data` (the members' data, one
+copy of what they share) and :mod:`~regbench.stack.evaluate`.
 """
 
 from regbench.stack.forms import regularizer_reason

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 
+import torch
+
 from regbench.regularizers.base import Regularizer, Stacked
 
 #: Hooks that need a stacked form; ``transform_batch`` never does (it is called per member).
@@ -22,6 +24,30 @@ _FORM_HOOKS = ("penalty", "after_backward", "before_step", "after_step", "eval_m
 def form_of(reg_or_cls) -> Stacked | None:
     cls = reg_or_cls if isinstance(reg_or_cls, type) else type(reg_or_cls)
     return cls.stacked if cls.solo_only is None else None
+
+
+def member_forms(members: list) -> dict[str, list[tuple[Stacked, torch.Tensor, list[str] | None]]]:
+    """A stack's forms by hook: one per regularizer slot (its kind, and which of that kind) any of its ``members``
+    (:class:`regbench.stack.engine.Member`) has, with each member's number ``[K]`` (float64; a member without it gets
+    the number that does nothing: strength 0, an infinite max norm) and the names of the params it covers (None:
+    all)."""
+    K = len(members)
+    slots: dict[tuple, list] = {}  # (class, i-th of that class) → each member's regularizer or None
+    for k, m in enumerate(members):
+        seen: dict[type, int] = {}
+        for reg in m.run.regs:
+            if form_of(reg) is not None:
+                slot = (type(reg), seen.get(type(reg), 0))
+                seen[type(reg)] = slot[1] + 1
+                slots.setdefault(slot, [None] * K)[k] = reg
+    forms: dict[str, list] = {}
+    for (cls, _), regs in slots.items():
+        form = form_of(cls)
+        values = torch.tensor([form.identity if r is None else float(getattr(r, form.number)) for r in regs],
+                              dtype=torch.float64)
+        reg = next(r for r in regs if r is not None)
+        forms.setdefault(form.hook, []).append((form, values, getattr(reg, "covered", None)))
+    return forms
 
 
 @functools.cache

@@ -154,8 +154,8 @@ def test_a_cnn_stack_fuses_and_starts_from_each_members_solo_weights(tmp_path):
     cfgs, members = _members(tmp_path, "model.norm=batch", "model.dropout=0.2", "model.input_dropout=0.1")
     stack = Stack(members)
     assert stack.folded and stack.fold_reason is None
-    assert sum(type(m) is FoldedConv2d for m in stack.template.modules()) == 2
-    assert sum(type(m) is FoldedBatchNorm for m in stack.template.modules()) == 3  # two maps', the head's
+    assert sum(type(m) is FoldedConv2d for m in stack.template.module.modules()) == 2
+    assert sum(type(m) is FoldedBatchNorm for m in stack.template.module.modules()) == 3  # two maps', the head's
     views = stack.param_views(stack.P.detach())
     for k, cfg in enumerate(cfgs):
         model = solo.build_run(cfg, tmp_path / f"solo{k}").model

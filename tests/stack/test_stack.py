@@ -16,7 +16,8 @@ from helpers import compose, kill_stack_mid_training, read_metrics, read_result
 from regbench import checkpoint
 from regbench import stack as S
 from regbench.stack.data import share_data, tables
-from regbench.stack.engine import EVAL_ROWS_CPU, Stack
+from regbench.stack.engine import Stack
+from regbench.stack.evaluate import EVAL_ROWS_CPU, evaluate_batched, evaluate_each
 from regbench.stack.folded import ConvRows, conv_rows
 from regbench.stack.loop import build_member
 from regbench import train as solo
@@ -126,7 +127,8 @@ def test_members_hold_one_copy_of_equal_data_and_their_own_of_the_rest(tmp_path)
 def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tmp_path):
     """A stack evaluates batched, but on a CPU one member after another under vmap: both paths run here, for stacks
     under vmap and for stacks whose members' rows are folded into one batch (a CNN's BatchNorm included), and agree
-    to float rounding. A folded MLP's batched evaluation gives each member's solo numbers bit for bit."""
+    to float rounding. Under vmap (member by member, solo's own ``evaluate_splits``) and for a folded MLP (batched,
+    each member's loss summed as solo sums it) a stack's evaluation gives each member's solo numbers bit for bit."""
     configs = cfgs(f"model={model}", f"regularizer={regularizers}", "dataset.label_noise=0.5", seeds=(0, 1, 2))
     stack = Stack(members_of(configs, tmp_path))
     assert stack.folded == folded
@@ -135,23 +137,19 @@ def test_batched_and_per_member_evaluation_agree(model, regularizers, folded, tm
     batch = configs[0].trainer.eval_batch_size
     got = stack.evaluate(*splits)
     stack.write_back(optimizer=False)  # each member's solo model now holds its stacked weights
+    exact = not folded or model == "mlp"
     for split, (losses, accs) in zip(splits, got, strict=True):
         for k, m in enumerate(stack.members):  # against the solo loop's own evaluation of that member
             x, y = m.run.train_subset() if split == "train_eval" else (m.run.data.x_val, m.run.data.y_val)
             solo_numbers = solo.evaluate(m.run.eval_model(), x, y, batch)
-            if folded and model == "mlp":  # bit for bit
+            if exact:
                 assert (losses[k], accs[k]) == solo_numbers, (split, k)
             else:
                 assert (losses[k], accs[k]) == pytest.approx(solo_numbers, rel=1e-5), (split, k)
-    if folded and model == "cnn1d":  # on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
-        expected = [stack._evaluate_batched(split, min(batch, EVAL_ROWS_CPU // 3)) for split in splits]
-    else:  # member by member under vmap; a folded MLP batched, with solo's numbers
-        expected = stack._evaluate_each(splits, batch)
-    assert got == expected
-    if folded and model == "mlp":
-        assert [stack._evaluate_batched(split, batch, solo_sums=True) for split in splits] == expected
-    for split, each in zip(splits, stack._evaluate_each(splits, 64), strict=True):
-        for a, b in zip(each, stack._evaluate_batched(split, 64), strict=True):
+    if folded and model == "cnn1d":  # which path: on a CPU in batches of at most EVAL_ROWS_CPU rows of all members
+        assert got == [evaluate_batched(stack, split, min(batch, EVAL_ROWS_CPU // 3)) for split in splits]
+    for split, each in zip(splits, evaluate_each(stack, splits, 64), strict=True):
+        for a, b in zip(each, evaluate_batched(stack, split, 64), strict=True):
             assert a == pytest.approx(b, rel=1e-5)
         assert len(set(each[0])) == 3  # three members, three different results
 
@@ -167,7 +165,7 @@ def test_folded_stack_trains_bit_for_bit_as_under_vmap(model, tmp_path):
         stack = Stack(members_of(configs, tmp_path, f"{fold}"), fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
-        results[fold] = (stack.P.detach().clone(), losses, stack._evaluate_batched("val", 64))
+        results[fold] = (stack.P.detach().clone(), losses, evaluate_batched(stack, "val", 64))
     assert torch.equal(results[True][0], results[False][0]) and torch.equal(results[True][1], results[False][1])
     assert results[True][2] == results[False][2]
 
@@ -182,7 +180,7 @@ def test_folded_batchnorm_trains_as_under_vmap(tmp_path):
         stack = Stack(members_of(configs, tmp_path, f"{fold}"), fold=fold)
         assert stack.folded == fold
         losses = torch.stack([stack.train_epoch() for _ in range(2)])
-        results[fold] = (stack.P.detach().clone(), losses, dict(stack.buffers), stack._evaluate_batched("val", 64))
+        results[fold] = (stack.P.detach().clone(), losses, dict(stack.buffers), evaluate_batched(stack, "val", 64))
     (p_fold, loss_fold, buf_fold, val_fold), (p_vmap, loss_vmap, buf_vmap, val_vmap) = results[True], results[False]
     torch.testing.assert_close(p_fold, p_vmap, rtol=0, atol=1e-5)
     torch.testing.assert_close(loss_fold, loss_vmap, rtol=1e-5, atol=0)
