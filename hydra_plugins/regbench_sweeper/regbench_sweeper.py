@@ -8,7 +8,7 @@ the batch. This sweeper expands and launches a sweep exactly as Hydra's basic sw
 - gives its launcher (and its own validation) a config loader that composes each job with
   :class:`regbench.validate.Composer`: once per distinct choice of config groups, the job's values then set on a
   copy, equal to Hydra's composition (``tests/sweep/test_sweeper.py``). It travels to the launcher in the
-  ``HydraContext`` Hydra hands the sweeper; a joblib or SLURM worker unpickles it and composes its jobs with it too;
+  ``HydraContext`` Hydra hands the sweeper (a joblib or SLURM worker that unpickles it composes with Hydra's own);
 - skips Hydra's validation pass (every job composed once more before launching) when the environment variable
   :data:`regbench.sweep.jobs.PRECHECKED` says that regbench's pre-check (:func:`regbench.validate.check_command`)
   has composed and checked every job already (``regbench run`` sets it for its sweep: ``jobs.prechecked``).
@@ -65,10 +65,9 @@ class ComposingLoader(ConfigLoader):
         return {"loader": self.loader, "composers": None}
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        from regbench.validate import Composer
-
         if self.composers is None:  # unpickled in a worker
             return self.loader.load_sweep_config(master_config, sweep_overrides)
+        from regbench.validate import Composer
 
         hydra_lines = list(OmegaConf.to_container(master_config.hydra.overrides.hydra))
         config_name = master_config.hydra.job.config_name
