@@ -24,7 +24,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 12
 
 lint: install  ## ruff check (rules in pyproject.toml)
-	$(VENV)/bin/ruff check regbench tests benchmarks
+	$(VENV)/bin/ruff check regbench hydra_plugins tests benchmarks
 
 run: install  ## train the default configuration: cnn1d on MNIST-1D, generated locally
 	$(VENV)/bin/regbench run
