@@ -39,6 +39,12 @@ def slurm_view(sweep_dir: Path) -> list[str]:
     return lines
 
 
+def task_dirs(task: dict) -> list[str]:
+    """The run dirs a manifest task trains: its stack's (``run_dirs``), or its one ``run_dir`` (an older manifest)."""
+    dirs = task.get("run_dirs") or [task.get("run_dir")]
+    return [d for d in dirs if isinstance(d, str)]
+
+
 def submissions_of(manifest: dict) -> list[dict]:
     """A manifest's submissions: the latest first, then the earlier ones it kept (those with tasks not ended then)."""
     earlier = manifest.get("earlier") if isinstance(manifest.get("earlier"), list) else []
@@ -80,7 +86,7 @@ def _array_view(sweep_dir: Path, manifest: dict) -> list[str]:
     for job_id, state in states.items():
         if state in ("failed", "cancelled", "timed out"):
             task = by_id[job_id]
-            dirs = task.get("run_dirs") or [task.get("run_dir")]
+            dirs = task_dirs(task)
             runs = [_run_status(sweep_dir, d) for d in dirs]
             if runs and all(run in FINISHED for run in runs):
                 note = f"   (its run{'s are' if len(runs) > 1 else ' is'} {', '.join(sorted(set(runs)))})"
@@ -141,8 +147,11 @@ def read_manifest(sweep_dir: Path) -> dict | None:
 def still_active(sweep_dir: Path) -> list[str]:
     """The tasks of the sweep's submissions that SLURM has not ended (squeue), [] when none or no submission."""
     manifest = read_manifest(sweep_dir)
-    if manifest is None:
-        return []
+    return [] if manifest is None else active_tasks(manifest)
+
+
+def active_tasks(manifest: dict) -> list[str]:
+    """The tasks of a manifest's submissions that SLURM has not ended (squeue)."""
     queued = _queued(",".join(str(m.get("array_job_id", "")) for m in submissions_of(manifest)))
     return [task for task, state in queued.items() if state in ACTIVE]
 

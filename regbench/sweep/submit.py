@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from regbench.sweep.slurm import ACTIVE, MANIFEST, read_manifest, still_active, submissions_of  # noqa: F401 (re-exported)
+from regbench.sweep.slurm import MANIFEST, active_tasks, read_manifest, submissions_of, task_dirs
 
 LAUNCHERS = ("slurm", "submitit_slurm")
 def main(argv: list[str], parse_run_args, launch) -> int:
@@ -80,7 +80,7 @@ class Submission:
 
     def __init__(self, command: str, sweep_dir: Path | None, earlier: list[dict], active: set[str]):
         self.command, self.sweep_dir, self.earlier, self.active = command, sweep_dir, earlier, active
-        self.busy = {d for m in earlier for t in m["tasks"] if t.get("job_id") in active for d in _task_dirs(t)}
+        self.busy = {d for m in earlier for t in m["tasks"] if t.get("job_id") in active for d in task_dirs(t)}
         self.todo: set[str] | None = None
         self.finished = self.skipped = 0
         self.manifest: dict | None = None
@@ -104,12 +104,6 @@ class Submission:
         return ", ".join(parts) or "no run to train"
 
 
-def _task_dirs(task: dict) -> list[str]:
-    """The run dirs a manifest task trains: its stack's (``run_dirs``), or its one ``run_dir`` (an older manifest)."""
-    dirs = task.get("run_dirs") or [task.get("run_dir")]
-    return [d for d in dirs if isinstance(d, str)]
-
-
 def _earlier(args) -> tuple[Path | None, list[dict], set[str]]:
     """The sweep dir, its earlier submissions that still have tasks SLURM has not ended, and those tasks' ids; read
     before anything is planned or written (a damaged manifest is one line, and nothing is submitted)."""
@@ -128,7 +122,7 @@ def _earlier(args) -> tuple[Path | None, list[dict], set[str]]:
     manifest = read_manifest(sweep_dir)
     if manifest is None:
         return sweep_dir, [], set()
-    active = set(still_active(sweep_dir))
+    active = set(active_tasks(manifest))
     submissions = [m for m in submissions_of(manifest) if any(t.get("job_id") in active for t in m["tasks"])]
     return sweep_dir, submissions, active
 
@@ -182,7 +176,7 @@ def to_submit(job_overrides, dirnames: dict, plan: dict | None, todo: set[str] |
 
 def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submission) -> None:
     """What BaseSubmititLauncher.launch does (hydra-submitit-launcher 1.2), up to and with ``map_array``, without the
-    wait, for :func:`units` of the jobs only; then the manifest."""
+    wait, for :func:`to_submit` of the jobs only; then the manifest."""
     import submitit
     from hydra.core.singleton import Singleton
     from hydra.core.utils import filter_overrides
