@@ -272,6 +272,9 @@ def check_trainer(t: DictConfig) -> None:
         check_int("train_eval_every", t.train_eval_every, 1)
         check_range("checkpoint_every_s", t.checkpoint_every_s, 0)
         es = t.early_stopping
+        if not isinstance(es, DictConfig):  # `trainer.early_stopping=false` replaces the node with a value
+            raise ConfigError(f"early_stopping={es} is not a group of settings (monitor, patience, min_delta): "
+                              "trainer.early_stopping.patience=null turns early stopping off")
         check_choice("early_stopping.monitor", es.monitor, MONITORS)
         if es.patience is not None:
             check_int("early_stopping.patience", es.patience, 0)

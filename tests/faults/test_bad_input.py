@@ -14,6 +14,7 @@ CASES = [
     (("regularizer=[dropout,foo]",), "unknown regularizer=foo; available: "),
     (("model=foo",), "unknown model=foo; available: alexnet_small, cnn, cnn1d"),
     (("-m", "seed=0", "dataset.n_train=300,100000"), "dataset.n_train=100000 exceeds"),
+    (("trainer.early_stopping=false",), "trainer.early_stopping=False is not a group of settings"),  # was a traceback
 ]
 
 
