@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BASE = ["model=mlp", "logger=none", "trainer.progress=false", "dataset.n_train=500", "trainer.early_stopping=false"]
+BASE = ["model=mlp", "logger=none", "trainer.progress=false", "dataset.n_train=500", "trainer.early_stopping.patience=null"]
 
 
 def regbench(*args: str, cwd: Path) -> float:
