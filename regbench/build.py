@@ -204,13 +204,37 @@ def build_model(cfg_model: DictConfig, input_shape, num_classes: int, regs: list
 # ----------------------------------------------------------------------------- optimizer, schedule
 
 def build_optimizer(cfg_opt: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return _optimizer(cfg_opt, model.parameters())
+
+
+def check_optimizer(cfg_opt: DictConfig) -> None:
+    """The options :func:`build_optimizer` passes, checked by the optimizer's own constructor up to where it reads
+    its parameters. Given real ones, torch's ``add_param_group`` imports ``torch._dynamo`` (1-4 s on 2 cores), which
+    a sweep's pre-check, on a login node for `regbench submit`, need not pay."""
+    try:
+        _optimizer(cfg_opt, _ParamsNotRead())
+    except _OptionsChecked:
+        pass
+
+
+class _OptionsChecked(BaseException):
+    """An optimizer read its parameters: its option checks are behind it. A BaseException, so that no wrapper on
+    the way (:func:`instantiate`'s, which reports a constructor's Exception) takes it for an error."""
+
+
+class _ParamsNotRead:
+    def __iter__(self):
+        raise _OptionsChecked
+
+
+def _optimizer(cfg_opt: DictConfig, params) -> torch.optim.Optimizer:
     with config_key("optimizer"):
         check_range("lr", cfg_opt.lr, 0, low_inclusive=False)
         if "weight_decay" in cfg_opt:
             raise ConfigError("weight_decay is not an optimizer option in regbench: use regularizer=[weight_decay] "
                               "(decoupled, AdamW-style) or regularizer=[l2] (through the loss)")
         # weight_decay=0 explicitly: torch's AdamW would otherwise decay by 0.01 behind the user's back.
-        return instantiate(cfg_opt, params=model.parameters(), weight_decay=0.0)
+        return instantiate(cfg_opt, params=params, weight_decay=0.0)
 
 
 def build_scheduler(cfg_sched: DictConfig, optimizer, steps_per_epoch: int, max_epochs: int):
@@ -332,9 +356,9 @@ def check(cfg: DictConfig) -> None:
     for reg in regs:
         with config_key(f"regularizer.{reg.name}"):
             reg.check(shape, k)
-    model = build_model(cfg.model, shape, k, regs)
+    build_model(cfg.model, shape, k, regs)
     try:
-        build_optimizer(cfg.optimizer, model)
+        check_optimizer(cfg.optimizer)
     except UserError:
         raise
     except Exception as e:
