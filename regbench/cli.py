@@ -98,13 +98,12 @@ def run(argv: list[str]) -> int:
         _error(str(e))
 
 
-def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True, busy: frozenset[str] = frozenset(),
-           planned=None) -> int:
+def launch(args: RunArgs, tuned_phase: bool = False, table: bool = True, busy=None, planned=None) -> int:
     """Check the command, then let Hydra run it; a sweep ends with its table. A study with a search space
     (``tune.space``) runs the tuned protocol (:mod:`regbench.sweep.tune`), and one with ``search.space`` a search
     (:mod:`regbench.sweep.search`), whose phases come back here (``tuned_phase``). Bad input
-    is a UserError, raised before anything is written, which the caller prints in one line. ``busy``: a sweep's run dirs to
-    leave out (`regbench submit`: those an earlier submission has queued or running); ``planned(plan)``, if given, sees
+    is a UserError, raised before anything is written, which the caller prints in one line. ``busy(sweep_dir)``: a sweep's run dirs
+    to leave out (`regbench submit`: those an earlier submission has queued or running); ``planned(plan)``, if given, sees
     the checked plan before the stacks are planned."""
     plan = None
     if not args.info:

@@ -9,7 +9,7 @@ and what is allowed; the CLI prints it and exits with code 2.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,9 +59,10 @@ class JobConfigs(Sequence):
 
 
 def check_command(overrides: list[str], config_name: str = "config", multirun: bool = False,
-                  busy: frozenset[str] = frozenset()) -> Plan:
-    """Expand the command into its jobs and check every one of them; nothing is written. A sweep's jobs whose folder
-    is in ``busy`` (taken on elsewhere: a SLURM task queued or running) are checked but left out, as finished ones are.
+                  busy: Callable[[Path], Collection[str]] | None = None) -> Plan:
+    """Expand the command into its jobs and check every one of them; nothing is written. ``busy(sweep_dir)``, asked
+    once the sweep dir is known and before any job is checked, names the folders taken on elsewhere (a SLURM task
+    queued or running): their jobs are checked but left out, as finished ones are.
 
     A sweep's jobs are checked on their configuration without Hydra's node (:meth:`Composer.compose_task`),
     which is all the checks and a job's id read; 2-4 ms and under 25 KB a job on a 2-core CPU (``benchmarks/precheck.py``)."""
@@ -80,6 +81,7 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
     from regbench.sweep.jobs import is_basic_sweeper
 
     sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir"))) if multirun else None
+    busy = frozenset(busy(sweep_dir)) if busy is not None and multirun else frozenset()
     known_dirs = not multirun or is_basic_sweeper(hydra_cfg)  # a sampler's job dirs depend on its draws
     costly_checks_done: set = set()
     plan = Plan(jobs, sweep_dir)

@@ -42,10 +42,10 @@ def main(argv: list[str], parse_run_args, launch) -> int:
     if args.info:
         raise UserError("regbench submit takes overrides only (see regbench run --help for the config groups)")
     started = time.monotonic()
-    submission = Submission(" ".join(["regbench", "submit", *argv]), *_earlier(args))
+    submission = Submission(" ".join(["regbench", "submit", *argv]))
     try:
         with submit_only(submission):
-            code = launch(args, table=False, busy=frozenset(submission.busy), planned=submission.planned)
+            code = launch(args, table=False, busy=submission.busy_in, planned=submission.planned)
     except NothingToSubmit as e:
         print(f"nothing to submit: {e}")
         return 0
@@ -73,18 +73,32 @@ class NothingToSubmit(Exception):
 class Submission:
     """One `regbench submit`: what its plan leaves out, and what it sent.
 
-    ``active``: the earlier submissions' tasks SLURM has not ended, ``busy`` their run dirs, which the pre-check leaves
-    out (no stack takes them); :meth:`planned` sees the checked plan, and ``todo`` is then the run dirs this submission
-    trains. The launcher (:func:`submit_only`) fills ``manifest``
-    (None: nothing was left to submit) or ``error``."""
+    The pre-check asks :meth:`busy_in` which run dirs of the sweep to leave out (no stack takes them): ``earlier``
+    are the sweep's earlier submissions that still have tasks SLURM has not ended, ``active`` those tasks, ``busy``
+    their run dirs. :meth:`planned` sees the checked plan, and ``todo`` is then the run dirs this submission
+    trains. The launcher (:func:`submit_only`) fills ``manifest`` (None: nothing was left to submit) or ``error``."""
 
-    def __init__(self, command: str, sweep_dir: Path | None, earlier: list[dict], active: set[str]):
-        self.command, self.sweep_dir, self.earlier, self.active = command, sweep_dir, earlier, active
-        self.busy = {d for m in earlier for t in m["tasks"] if t.get("job_id") in active for d in task_dirs(t)}
+    def __init__(self, command: str):
+        self.command = command
+        self.sweep_dir: Path | None = None
+        self.earlier: list[dict] = []
+        self.active: set[str] = set()
+        self.busy: set[str] = set()
         self.todo: set[str] | None = None
         self.finished = self.skipped = 0
         self.manifest: dict | None = None
         self.error: Exception | None = None
+
+    def busy_in(self, sweep_dir: Path) -> set[str]:
+        """The run dirs of ``sweep_dir`` that an earlier submission's tasks still hold, from its manifest and
+        ``squeue``; read before anything is planned or written (a damaged manifest is one line, nothing is sent)."""
+        self.sweep_dir = sweep_dir
+        manifest = read_manifest(sweep_dir)
+        if manifest is not None:
+            self.active = set(active_tasks(manifest))
+            self.earlier = [m for m in submissions_of(manifest) if any(t.get("job_id") in self.active for t in m["tasks"])]
+        self.busy = {d for m in self.earlier for t in m["tasks"] if t.get("job_id") in self.active for d in task_dirs(t)}
+        return self.busy
 
     def planned(self, plan) -> None:
         """The checked plan (the busy runs left out by the check): what this submission trains."""
@@ -104,33 +118,13 @@ class Submission:
         return ", ".join(parts) or "no run to train"
 
 
-def _earlier(args) -> tuple[Path | None, list[dict], set[str]]:
-    """The sweep dir, its earlier submissions that still have tasks SLURM has not ended, and those tasks' ids; read
-    before anything is planned or written (a damaged manifest is one line, and nothing is submitted)."""
-    from omegaconf import OmegaConf
-
-    from regbench.errors import UserError
-    from regbench.sweep.jobs import command_jobs
-
-    try:
-        hydra_cfg, _ = command_jobs(args.overrides, args.config_name)
-        sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir")))
-    except UserError:
-        raise
-    except Exception:
-        return None, [], set()  # a bad command: the pre-check says what is wrong with it
-    manifest = read_manifest(sweep_dir)
-    if manifest is None:
-        return sweep_dir, [], set()
-    active = set(active_tasks(manifest))
-    submissions = [m for m in submissions_of(manifest) if any(t.get("job_id") in active for t in m["tasks"])]
-    return sweep_dir, submissions, active
-
-
 @contextmanager
 def submit_only(submission: Submission):
     """While it is open, hydra-submitit-launcher's launch submits the sweep's array, writes the manifest and returns
     (its jobs reported to Hydra as launched), filling ``submission``."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's first plugin scan executes every plugin module anew: the launch replaced must be the one it keeps
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
     original = BaseSubmititLauncher.launch
