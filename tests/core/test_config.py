@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import hydra.utils
@@ -70,6 +72,28 @@ def test_adamw_has_no_hidden_decay():
     model = build.build_model(cfg.model, (1, 40), 10, [])
     opt = build.build_optimizer(cfg.optimizer, model)
     assert all(g["weight_decay"] == 0.0 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["optimizer.betas=[0.9,1.5]"], "Invalid beta parameter at index 1: 1.5"),
+    (["+optimizer.foo=1"], "unexpected keyword argument 'foo'"),
+    (["optimizer=sgd", "optimizer.nesterov=true"], "Nesterov momentum requires a momentum"),
+])
+def test_the_optimizers_own_checks_refuse_bad_options_before_training(overrides, words):
+    with pytest.raises(ConfigError, match="optimizer") as refused:
+        build.check(compose(*overrides))
+    assert words in str(refused.value)
+
+
+def test_checking_a_configuration_builds_no_optimizer_and_so_never_imports_dynamo():
+    """A sweep's pre-check (and `regbench submit` on a login node) checks the optimizer's options without giving it
+    parameters: torch's add_param_group imports torch._dynamo, 1-2 s."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from helpers import compose; from regbench import build; "
+            "build.check(compose('optimizer=adamw')); build.check(compose('optimizer=sgd', 'model=mlp')); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"
 
 
 def test_run_id_depends_on_what_is_trained_only():
