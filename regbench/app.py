@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, open_dict
 
 from regbench.config import CONFIG_DIR, run_id
 from regbench.errors import UserError
+from regbench.records import Result, Status
 from regbench.rundir import RunDirBusy, RunDirConflict, hold
 from regbench.sweep.machine import job_resources
 from regbench.sweep.stacks import units
@@ -45,7 +47,7 @@ JOB_STATUSES: list[tuple[str, str]] = []
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
 
 
-def run_job(cfg: DictConfig) -> dict:
+def run_job(cfg: DictConfig) -> Mapping:
     """Train one configuration in Hydra's output dir. In a sweep, a failing job is recorded, not raised,
     so the other jobs go on; a single run fails the command with one line (a UserError) or its traceback.
     A job never writes into a directory that holds another configuration or another writer."""
@@ -76,7 +78,7 @@ def run_job(cfg: DictConfig) -> dict:
     except UserError as e:
         if multirun:  # refused: another configuration or writer owns the folder; nothing written into it
             log.error("job refused: %s", e)
-            result = {"status": "refused", "error": str(e)}
+            result = Result(Status.REFUSED, error=str(e))
         else:
             print(f"regbench: error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -102,23 +104,21 @@ def _log_file_errors_once() -> None:
             handler.handleError, handler._regbench_quiet, handler._regbench_warned = handle_error, True, False
 
 
-def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> dict:
-    from regbench.rundir import finished_result
-    from regbench.train import train
+def _train_held(cfg: DictConfig, run_dir: Path, hc, multirun: bool) -> Result:
+    from regbench.train import Lifecycle, train
 
-    rid = run_id(cfg)
-    if finished_result(run_dir, rid, cfg.resume):
-        return train(cfg, run_dir)  # reports it as not retrained, writes nothing (a read-only folder is fine)
-    with hold(run_dir, rid), job_resources(cfg, hc, units(Path(hc.sweep.dir)) if multirun else None):
+    previous = Lifecycle.already_finished(cfg, run_dir)
+    if previous:
+        return previous.as_skipped()  # not retrained, nothing written (a read-only folder is fine)
+    with hold(run_dir, run_id(cfg)), job_resources(cfg, hc, units(Path(hc.sweep.dir)) if multirun else None):
         if not multirun:
             return train(cfg, run_dir)
         return _train_recorded(cfg, run_dir, list(hc.overrides.task))
 
 
-def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Result:
     """Train a job of a sweep (its dir held): a failure is recorded in its result.json and returned, not raised."""
-    from regbench.files import write_json
-    from regbench.rundir import RESULT_FILE
+    from regbench.records import RESULT_FILE, write_result
     from regbench.train import train
 
     try:
@@ -127,16 +127,16 @@ def _train_recorded(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dic
         raise
     except Exception as e:
         log.error("job %s failed:\n%s", run_dir.name, traceback.format_exc())
-        result = {"status": "failed", "run_id": run_id(cfg), "seed": cfg.seed, "name": cfg.name,
-                  "error": f"{type(e).__name__}: {e}", "overrides": list(overrides)}
+        result = Result(Status.FAILED, run_id=run_id(cfg), seed=cfg.seed, name=cfg.name,
+                        error=f"{type(e).__name__}: {e}", overrides=list(overrides))
         try:
-            write_json(run_dir / RESULT_FILE, result)
+            write_result(run_dir, result)
         except (OSError, UserError) as write_error:  # a full disk: the log and the sweep's summary still say it
             log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_error)
         return result
 
 
-def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> dict:
+def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> Result:
     """The leader of a stack (:mod:`regbench.sweep.stacks`): train every member, each in its own run dir under
     its own lock; return the leader's result. A member another process holds is left to that process."""
     from contextlib import ExitStack
@@ -177,11 +177,11 @@ def _train_stack(cfg: DictConfig, hc, members: list[dict]) -> dict:
                     results.append(_train_recorded(c, d, m["overrides"]))
                 except UserError as e:
                     log.error("%s refused: %s", d.name, e)
-                    results.append({"status": "refused", "error": str(e)})
+                    results.append(Result(Status.REFUSED, error=str(e)))
             return results[0]
 
 
-def _stack_member(run_dir: Path, members: list[dict]) -> dict:
+def _stack_member(run_dir: Path, members: list[dict]) -> Result:
     """A member of a stack trains nothing: its leader trains it. Its result if the leader has written it,
     else ``stacked`` (the leader is at it in another process, or will be; the sweep's end reads the files)."""
     from regbench.errors import DamagedFile
@@ -193,8 +193,8 @@ def _stack_member(run_dir: Path, members: list[dict]) -> dict:
         result = read_result(run_dir)
     except DamagedFile:
         result = None
-    if result and result.get("status") in (*FINISHED, "failed"):
-        if result["status"] == "failed":
+    if result and result.status in (*FINISHED, Status.FAILED):
+        if result.status == Status.FAILED:
             log.error("failed in the stack of %d led by %s (its regbench.log holds the traceback): %s",
                       len(members), leader, result.get("error"))
         else:
@@ -202,7 +202,7 @@ def _stack_member(run_dir: Path, members: list[dict]) -> dict:
         return result
     log.info("in the stack of %d led by %s, which trains it: no result yet (the leader is at it in another process, "
              "or was stopped before this member ended)", len(members), leader)
-    return {"status": "stacked", "leader": leader}
+    return Result(Status.STACKED, extra={"leader": leader})
 
 
 # ------------------------------------------------------------------------------------ W&B tags
@@ -231,5 +231,5 @@ def _varied_but_seed(cfg) -> set[str]:
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
-def hydra_main(cfg: DictConfig) -> dict:
+def hydra_main(cfg: DictConfig) -> Mapping:
     return run_job(cfg)
