@@ -23,7 +23,7 @@ so the optimizer is a handful of ops per step), while each member stays its own 
   is written into its checkpoint in torch's own ``state_dict`` format.
 - **Per-member control.** Metrics, early stopping, best checkpoint, divergence (a non-finite training
   loss ends that member as ``diverged``), ``result.json`` (with ``"stacked": K``) and the final test
-  evaluation are per member (the final evaluation is :func:`regbench.train.finish` itself). A member
+  evaluation are per member (the final evaluation is :meth:`regbench.train.Lifecycle.finish` itself). A member
   that ends leaves the stack; the others go on, so it no longer changes.
 - **Faults.** Every member writes ``checkpoints/last.pt`` in the solo format, all together when one is due
   (after the first epoch, at the end, every ``trainer.checkpoint_every_s``). After a
