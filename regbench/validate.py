@@ -81,7 +81,7 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
     from regbench.sweep.jobs import is_basic_sweeper
 
     sweep_dir = Path(str(OmegaConf.select(hydra_cfg, "hydra.sweep.dir"))) if multirun else None
-    busy = frozenset(busy(sweep_dir)) if busy is not None and multirun else frozenset()
+    taken = frozenset(busy(sweep_dir)) if busy is not None and multirun else frozenset()
     known_dirs = not multirun or is_basic_sweeper(hydra_cfg)  # a sampler's job dirs depend on its draws
     costly_checks_done: set = set()
     plan = Plan(jobs, sweep_dir)
@@ -100,7 +100,7 @@ def check_command(overrides: list[str], config_name: str = "config", multirun: b
             done = None
             if known_dirs:
                 run_dir = sweep_dir / job.dirname if multirun else Path(str(cfg.hydra.run.dir))
-                if multirun and job.dirname in busy:
+                if multirun and job.dirname in taken:
                     finished[n] = 1
                     plan.busy += 1
                     continue
