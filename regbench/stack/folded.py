@@ -220,6 +220,34 @@ class FoldedConv2d(nn.Module):
         return torch.bmm(rows, weight).view(n, h, w, -1).permute(0, 3, 1, 2)  # [K*B, C_out, h, w], channels last
 
 
+def pool_before_relu(template: nn.Module) -> None:
+    """Move every ReLU that a MaxPool2d directly follows (only Identity between them) to after the pool.
+
+    ``max(relu(a), relu(b)) == relu(max(a, b))``, and the gradients are the same too: both send a window's gradient
+    to its first maximum, and a window whose maximum is ≤ 0 gets none. But the ReLU and its backward then run on a
+    quarter of the values, and a 2-D CNN's largest maps (its first convolution's) are passed over twice less each
+    step. A dropout or noise slot between them (a :class:`MaskLayer`) does not commute with the pool: those stay."""
+    for seq in [m for m in template.modules() if type(m) is nn.Sequential]:
+        for i in range(1, len(seq)):
+            if type(seq[i]) is nn.MaxPool2d and (at := _trailing_relu(seq, i - 1)) is not None:
+                owner, j = at
+                owner[j] = nn.Identity()
+                seq[i] = nn.Sequential(seq[i], nn.ReLU())
+
+
+def _trailing_relu(seq: nn.Sequential, i: int) -> tuple[nn.Sequential, int] | None:
+    """(Sequential, index) of the ReLU that module ``seq[i]`` ends with (nested Sequentials, trailing Identity
+    skipped), or None."""
+    m = seq[i]
+    if type(m) is nn.ReLU:
+        return seq, i
+    if type(m) is nn.Sequential:
+        for j in reversed(range(len(m))):
+            if type(m[j]) is not nn.Identity:
+                return _trailing_relu(m, j)
+    return None
+
+
 class FoldedLinear(nn.Module):
     """nn.Linear for the members' rows folded into one batch, ``[K*B, ..., in]``: one batched matmul with each
     member's weights (same parameter names). Without vmap's batching of every op, the forward and backward

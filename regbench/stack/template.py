@@ -11,7 +11,7 @@ from torch import nn
 
 from regbench.stack.folded import (FoldedBatchNorm, FoldedConv1d, FoldedConv2d, FoldedLinear, MaskLayer,
                                    UnfoldConv1d, attribute_slots, channels_last, conv_norms, convertible_conv,
-                                   fold_reason, set_submodule)
+                                   fold_reason, pool_before_relu, set_submodule)
 from regbench.stack.grouping import is_random_slot
 
 log = logging.getLogger("regbench")
@@ -116,3 +116,4 @@ def _fold(template: nn.Module, K: int) -> None:
             set_submodule(template, path, FoldedConv2d(module, K))
         elif type(module) in (nn.BatchNorm1d, nn.BatchNorm2d):
             set_submodule(template, path, FoldedBatchNorm(module, K))
+    pool_before_relu(template)

@@ -9,6 +9,7 @@ resumes exactly.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from regbench import stack as S
 from regbench import train as solo
 from regbench.stack.data import share_data
 from regbench.stack.engine import Stack
-from regbench.stack.folded import FoldedBatchNorm, FoldedConv2d, FoldedLinear, channels_last
+from regbench.stack.folded import FoldedBatchNorm, FoldedConv2d, FoldedLinear, channels_last, pool_before_relu
 from regbench.stack.loop import build_member
 
 K, B = 3, 5
@@ -130,6 +131,35 @@ def test_fused_linear_is_k_solo_linears_on_a_cnn_head():
     fused = FoldedLinear(nn.Linear(12, 5))
     stacked = _bind(fused, solos)
     _against_solo(fused, solos, stacked, [torch.randn(B, 12) for _ in range(K)])
+
+
+def test_relu_after_the_pool_is_bitwise_the_same_forward_and_backward():
+    """pool_before_relu moves a ReLU past the max-pool after it. On maps with ties (blank image regions give a
+    conv's bias, equal in a whole window, and negative windows) the outputs and the gradients of the input and of
+    the weights are bit for bit the original order's; a dropout slot between them keeps the original order."""
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Identity(), nn.ReLU(), nn.Identity()),
+                             nn.MaxPool2d(2), nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU()), nn.MaxPool2d(2))
+    with torch.no_grad():
+        original[0][0].bias.copy_(torch.tensor([0.5, -0.5, 0.0, 0.25]))
+    moved = copy.deepcopy(original)
+    pool_before_relu(moved)
+    assert [type(m) for m in moved[0]] == [nn.Conv2d, nn.Identity, nn.Identity, nn.Identity]
+    assert [type(m) for m in moved[1]] == [nn.MaxPool2d, nn.ReLU] and [type(m) for m in moved[3]] == [nn.MaxPool2d, nn.ReLU]
+    x = torch.randn(6, 1, 8, 8)
+    x[:, :, :4] = 0  # blank rows: ties in every window there
+    grads = []
+    for net in (original, moved):
+        net.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        out.backward(torch.arange(out.numel(), dtype=out.dtype).view_as(out) / out.numel())
+        grads.append((out.detach(), xi.grad, *(p.grad for p in net.parameters())))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+    with_dropout = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout(0.1)), nn.MaxPool2d(2))
+    pool_before_relu(with_dropout)
+    assert type(with_dropout[0][1]) is nn.ReLU and type(with_dropout[1]) is nn.MaxPool2d
 
 
 # ------------------------------------------------------------------------------------------ fused stacks
