@@ -40,6 +40,8 @@ class AlexNetSmall(nn.Module):
     regularizer, so it is on by default.
     """
 
+    rows_independent = True  # forward treats each example alone: stacked training folds members into the batch
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, channels: int = 64, lrn: bool = True,
                  activation: str = "relu", norm: str = "none", dropout: float = 0.0, input_dropout: float = 0.0,
                  noise_std: float = 0.0, drop_path: float = 0.0, init: str = "default", init_gain: float | None = None):

@@ -33,6 +33,8 @@ ARCHITECTURE = (
 class _Concat(nn.Module):
     """Runs branches on the same input and concatenates their outputs along channels."""
 
+    rows_independent = True  # each example alone (stacks fold it)
+
     def __init__(self, *branches: nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(branches)
@@ -47,6 +49,8 @@ class InceptionSmall(nn.Module):
     Every conv module is conv → norm → act → noise → dropout. The paper trains with batch norm;
     here ``norm`` defaults to none like every model, so the baseline has no normalization.
     """
+
+    rows_independent = True  # forward treats each example alone: stacked training folds members into the batch
 
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu", norm: str = "none",
                  dropout: float = 0.0, input_dropout: float = 0.0, noise_std: float = 0.0, drop_path: float = 0.0,

@@ -27,6 +27,8 @@ def _conv3x3(c_in: int, c_out: int, stride: int, norm: str) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """out = act(shortcut(x) + drop_path(norm(conv(dropout(act(norm(conv(x))))))))."""
 
+    rows_independent = True  # its forward adds its children's outputs, each example alone (stacks fold it)
+
     def __init__(self, c_in: int, c_out: int, stride: int, *, norm: str, act: str, noise_std: float, dropout_p: float,
                  drop_path: float):
         super().__init__()
@@ -53,6 +55,8 @@ class PreActBlock(nn.Module):
     The shortcut is x itself, or a 1×1 conv of ``pre`` where the shape changes (as in the
     reference WRN code, so the projection sees normalized input).
     """
+
+    rows_independent = True  # its forward adds its children's outputs, each example alone (stacks fold it)
 
     def __init__(self, c_in: int, c_out: int, stride: int, *, norm: str, act: str, noise_std: float, dropout_p: float,
                  drop_path: float):
@@ -109,6 +113,8 @@ class ResidualNet(nn.Module):
     Subclasses validate their own options, then pass the trunk's shape here. Global pooling
     lets the net take any image size.
     """
+
+    rows_independent = True  # forward treats each example alone: stacked training folds members into the batch
 
     def __init__(self, c_in: int, num_classes: int, stem_channels: int, widths: list[int], strides: list[int],
                  blocks_per_stage: int, *, preact: bool, activation: str, norm: str, dropout: float, input_dropout: float,

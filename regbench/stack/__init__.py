@@ -3,8 +3,9 @@
 An ablation study is many small runs of the same network, and for small models a step costs mostly
 per-step overhead (Python, dispatch), not arithmetic. Here K configurations that :func:`stack_key`
 puts together train as one set of stacked parameters ``[K, N]`` (``torch.func.vmap`` over
-``functional_call``, or for a plain MLP, a 1-D CNN or the 2-D ``cnn``, with or without BatchNorm, the members'
-rows folded into one batch with one batched matmul or grouped convolution per layer; one flat buffer per stack
+``functional_call``, or for a plain MLP, a 1-D CNN or a 2-D image net (``cnn``, ``alexnet_small``,
+``inception_small``, ``resnet18``, ``wide_resnet``), with or without BatchNorm, the members' rows folded into one
+batch with one batched matmul or grouped convolution per layer; one flat buffer per stack
 so the optimizer is a handful of ops per step), while each member stays its own run:
 
 - **Same start.** Each member is built by :func:`regbench.train.build_run` under its own seed, exactly as

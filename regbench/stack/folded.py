@@ -351,8 +351,8 @@ class FoldedBatchNorm(nn.Module):
 # Modules that leave the rows of a batch independent and hold no parameters: they run unchanged on the
 # members' rows folded into one batch (the dropout and noise slots are MaskLayers by then; a 2-D pool runs on
 # the channels-last maps of a FoldedConv2d).
-_ROWWISE = (nn.Sequential, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, MaskLayer, nn.MaxPool2d,
-            nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_ROWWISE = (nn.Sequential, nn.ModuleList, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, MaskLayer, nn.MaxPool2d,
+            nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LocalResponseNorm)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -361,7 +361,8 @@ def fold_reason(template: nn.Module, buffer_names: list[str], conv_norms: set[st
     model says its own forward treats each row alone (``rows_independent``) but for its BatchNorm layers, every
     BatchNorm is one of ``conv_norms`` (whose statistics :class:`FoldedBatchNorm` keeps per member) and holds
     the only buffers, and every other layer is a plain Linear, a Conv1d made UnfoldConv1d (on a CPU), a Conv2d
-    that :class:`FoldedConv2d` runs, a Flatten that keeps dim 0, or one of _ROWWISE."""
+    that :class:`FoldedConv2d` runs, a Flatten that keeps dim 0, one of _ROWWISE, or a block that declares
+    ``rows_independent`` itself and holds no tensor of its own (a residual block: :func:`_rowwise_container`)."""
     if not getattr(type(template), "rows_independent", False):
         return f"{type(template).__name__} does not declare rows_independent (its forward may mix a batch's rows)"
     modules = list(template.named_modules())[1:]
@@ -377,10 +378,17 @@ def fold_reason(template: nn.Module, buffer_names: list[str], conv_norms: set[st
         if type(m) is nn.Conv2d and (why := conv2d_reason(m)):
             return f"layer {path} (Conv2d, {why}) has no folded form"
         plain = type(m) in (*_ROWWISE, *_NORMS, nn.Linear, UnfoldConv1d, nn.Conv2d) or (
-            type(m) is nn.Flatten and m.start_dim >= 1)
+            type(m) is nn.Flatten and m.start_dim >= 1) or _rowwise_container(m)
         if not plain:
             return f"layer {path} ({type(m).__name__}) has no folded form"
     return None
+
+
+def _rowwise_container(m: nn.Module) -> bool:
+    """A block of a model's own (a residual block, an inception module's concatenation) whose class declares that its
+    forward treats each row alone and that holds no tensor of its own: its children are checked one by one."""
+    return (getattr(type(m), "rows_independent", False) and not list(m.parameters(recurse=False))
+            and not list(m.buffers(recurse=False)))
 
 
 def conv_norms(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:

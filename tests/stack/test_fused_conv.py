@@ -201,7 +201,7 @@ def test_layers_without_a_fused_form_fall_back_to_vmap_and_say_why(tmp_path, cap
         stack = Stack(members)
     assert not stack.folded and "GroupNorm" in stack.fold_reason
     assert "trains under vmap" in caplog.text and "GroupNorm" in caplog.text
-    other = [compose(*DIGITS[:2], *DIGITS[4:6], f"seed={s}", "model=alexnet_small") for s in (0, 1)]
+    other = [compose(*DIGITS[:2], *DIGITS[4:6], f"seed={s}", "model=logistic") for s in (0, 1)]
     stack = Stack(_built(other, tmp_path, "a"))
     assert not stack.folded and "rows_independent" in stack.fold_reason
 
@@ -231,6 +231,29 @@ def test_a_fused_batchnorm_stack_trains_as_under_vmap(tmp_path):
     # the evaluation normalizes with the head's noisy running mean: its losses agree loosely (eval mode exactly:
     # test_fused_batchnorm_keeps_each_members_statistics)
     assert val_fold[0][0] == pytest.approx(val_vmap[0][0], rel=2e-2)
+
+
+@pytest.mark.parametrize("model", [
+    ["model=resnet18", "model.width=4", "model.norm=batch", "regularizer=[dropout]"],  # projection shortcuts
+    ["model=resnet18", "model.width=4", "model.preact=true", "model.norm=batch"],
+    ["model=wide_resnet", "model.depth=10", "model.widen_factor=1", "model.noise_std=0.05"],
+    ["model=alexnet_small", "model.channels=8"],  # local response norm, adaptive max-pool
+    ["model=inception_small", "optimizer=sgd", "optimizer.lr=0.01"]])  # concatenated branches (SGD: Adam turns
+    # the rounding noise of a near-zero gradient into ±lr steps, in any two summation orders)
+def test_residual_and_branching_image_nets_fuse_and_train_as_under_vmap(model, tmp_path):
+    """The other 2-D image nets fold too (their blocks declare rows_independent): two members' weights, losses
+    and validation after an epoch follow vmap's to float rounding."""
+    results = {}
+    for fold in (True, False):
+        cfgs = [compose(*DIGITS[:5], "dataset.n_train=120", *model, f"seed={s}") for s in (0, 1)]
+        stack = Stack(_built(cfgs, tmp_path, f"{fold}"), fold=fold)
+        assert stack.folded == fold, stack.fold_reason
+        results[fold] = (stack.train_epoch(), stack.param_views(stack.P.detach()), stack.evaluate("val")[0])
+    (loss_f, p_f, val_f), (loss_v, p_v, val_v) = results[True], results[False]
+    torch.testing.assert_close(loss_f, loss_v, rtol=1e-4, atol=0)
+    for a, b in zip(p_f, p_v):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-4)
+    assert val_f[0] == pytest.approx(val_v[0], rel=1e-3) and val_f[1] == val_v[1]
 
 
 @pytest.mark.parametrize("overrides", [
