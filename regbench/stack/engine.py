@@ -101,6 +101,7 @@ class Stack:
         x_table, x_index, x_shared = self.data["x_train"]
         y_table, y_index, y_shared = self.data["y_train"]
         forward, forms = self.template.forward_each, self.forms
+        autocast = members[0].run.autocast  # trainer.precision=bf16: the forward pass under autocast, as solo's
         loss_sum = torch.zeros(K, device=self.device)
         self.template.train()
         for s, (a, b) in enumerate(batches):
@@ -110,8 +111,9 @@ class Stack:
             xb, yb, masks = self.draws.batch(xb, yb)
             views = self.param_views()
             tensors = {**dict(zip(self.param_names, views)), **self.buffers, **masks}
-            logits = forward(tensors, xb)
-            loss = cross_entropy(logits, yb)
+            with autocast():
+                logits = forward(tensors, xb)
+            loss = cross_entropy(logits.float(), yb)
             total = loss
             for form, values, covered in forms.get("penalty", ()):
                 total = total + form.apply(self._covered(views, covered), values.to(self.device, loss.dtype))

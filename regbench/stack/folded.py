@@ -332,6 +332,7 @@ class FoldedBatchNorm(nn.Module):
         self.running_mean, self.running_var, self.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
 
     def forward(self, x):  # x [K*B, C, *positions]
+        x = x.float()  # under bf16 autocast, in float32 as autocast runs nn.BatchNorm (a no-op in float32)
         K, C, positions = self.K, x.shape[1], x.shape[2:]
         L = positions.numel()
         rows = x.movedim(1, -1).reshape(K, -1, L * C)  # no copy for a convolution's output

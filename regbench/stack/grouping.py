@@ -77,9 +77,11 @@ def _reason(cfg: DictConfig, regs, model) -> str | None:
     if cfg.resume == "best":
         return "resume=best restarts from best.pt without optimizer state: solo only"
     t = cfg.trainer
-    if str(t.get("precision", 32)) != "32" or t.get("compile") or t.get("channels_last"):
-        return (f"trainer.precision={t.get('precision')}, compile={t.get('compile')}, channels_last={t.get('channels_last')}: "
-                "stacked training runs in float32, uncompiled, in the default memory format")
+    if str(t.get("precision", 32)) not in ("32", "bf16"):
+        return (f"trainer.precision={t.get('precision')}: a stack trains in float32 or under bf16 autocast (float16 "
+                "needs a loss scaler of its own for each member)")
+    if t.get("compile"):
+        return "trainer.compile=true: a stack's step is not compiled"
     reason = _optimizer_reason(cfg.optimizer)
     if reason:
         return reason
@@ -112,7 +114,10 @@ def stack_key(cfg: DictConfig) -> str | None:
         "trainer": {"batch_size": t.batch_size, "max_epochs": t.max_epochs, "eval_batch_size": t.eval_batch_size,
                     "monitor": t.early_stopping.monitor, "device": t.device, "deterministic": t.deterministic,
                     "num_threads": t.num_threads, "train_eval_size": t.get("train_eval_size"),
-                    "train_eval_every": t.get("train_eval_every")},
+                    "train_eval_every": t.get("train_eval_every"),
+                    # only when set, so that the keys of float32 configurations stay what they were
+                    **({"precision": str(t.precision)} if str(t.get("precision", 32)) != "32" else {}),
+                    **({"channels_last": True} if t.get("channels_last") else {})},
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

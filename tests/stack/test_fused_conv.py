@@ -282,6 +282,32 @@ def test_fused_stack_members_match_their_solo_runs(overrides, tmp_path):
                 torch.testing.assert_close(mine[name], theirs[name], rtol=1e-3, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("overrides", [
+    [*DIGITS, "trainer.precision=bf16", "model.norm=batch", "regularizer=[dropout]"],
+    [*DIGITS, "trainer.channels_last=true", "trainer.precision=bf16"],
+    ["debug=tiny", "model=cnn1d", "model.channels=8", "dataset.n_train=200", "trainer.max_epochs=2",
+     "trainer.checkpoint_every_s=0", "trainer.precision=bf16"]])
+def test_bf16_autocast_and_channels_last_train_inside_a_stack(overrides, tmp_path):
+    """A stack's forward pass runs under bf16 autocast as solo's does (the fused BatchNorm in float32, as autocast runs
+    nn.BatchNorm), channels last is the fused 2-D stack's own layout: the members stack, and each one's training
+    losses and test metrics follow its solo run's to bf16 rounding."""
+    cfgs = [compose(f"seed={s}", *overrides) for s in range(2)]
+    assert S.why_not_stackable(cfgs[0]) is None and len({S.stack_key(c) for c in cfgs}) == 1
+    assert S.stack_key(cfgs[0]) != S.stack_key(compose("seed=0", *overrides, "trainer.precision=32"))
+    stacked = S.train_stacked(cfgs, [tmp_path / f"stack{k}" for k in range(2)])
+    for k, cfg in enumerate(cfgs):
+        alone = solo.train(cfg, tmp_path / f"solo{k}")
+        assert stacked[k]["stacked"] == 2 and stacked[k]["precision"] == alone["precision"] == "bf16"
+        for a, b in zip(read_metrics(tmp_path / f"stack{k}"), read_metrics(tmp_path / f"solo{k}"), strict=True):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-2)
+        assert stacked[k]["test_acc"] == pytest.approx(alone["test_acc"], abs=0.03)
+
+
+def test_float16_and_compile_still_train_alone_and_say_why():
+    assert "loss scaler" in S.why_not_stackable(compose(*DIGITS, "trainer.precision=16"))
+    assert "not compiled" in S.why_not_stackable(compose(*DIGITS, "trainer.compile=true"))
+
+
 # ------------------------------------------------------------------------------------------ kill and resume
 
 KILL_ARGS = ["debug=tiny", "dataset=digits", "model=cnn", "model.norm=batch", "model.channels=8", "model.width=32",
