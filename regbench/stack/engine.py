@@ -18,7 +18,7 @@ from regbench import train as solo
 from regbench.loss import cross_entropy
 from regbench.stack.data import gather_rows, tables
 from regbench.stack.draws import Draws
-from regbench.stack.evaluate import evaluate
+from regbench.stack.evaluate import evaluate, evaluate_each
 from regbench.stack.forms import member_forms
 from regbench.stack.optim import FlatOptimizer, lr_table
 from regbench.stack.template import Template
@@ -143,6 +143,11 @@ class Stack:
     def evaluate(self, *splits: str) -> list[tuple[list[float], list[float]]]:
         """Every member's mean cross-entropy and accuracy on each split (:func:`regbench.stack.evaluate.evaluate`)."""
         return evaluate(self, *splits)
+
+    def evaluate_members(self, split: str, members: list[int]) -> tuple[list[float], list[float]]:
+        """The mean cross-entropy and accuracy on ``split`` of the members ``members`` (indices) only, one after
+        another as their solo runs compute them (:func:`regbench.stack.evaluate.evaluate_each`)."""
+        return evaluate_each(self, (split,), self.members[0].run.trainer.eval_batch_size, members)[0]
 
     @torch.no_grad()
     def write_back(self, optimizer: bool = True) -> None:

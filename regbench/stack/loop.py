@@ -183,7 +183,13 @@ def _evaluate_and_select(stack: Stack, running: list[float]) -> list[dict]:
         if due or m.state.status != Status.RUNNING:  # as solo: the cadence's epochs and a member's last row
             with_train.append(k)
     if with_train:
-        (train_loss, train_acc), = train if due else stack.evaluate("train_eval")
+        if due:
+            (train_loss, train_acc), = train
+        elif 2 * len(with_train) <= len(members):  # the few members that stop now: each alone costs less
+            losses, accs = stack.evaluate_members("train_eval", with_train)
+            train_loss, train_acc = dict(zip(with_train, losses)), dict(zip(with_train, accs))
+        else:
+            (train_loss, train_acc), = stack.evaluate("train_eval")
         for k in with_train:
             rows[k]["train_loss"], rows[k]["train_acc"] = train_loss[k], train_acc[k]
     if any(best):  # kept in memory, as solo does; the next checkpoint writes it
