@@ -22,6 +22,7 @@ from regbench.records import Result, Status
 from regbench.stack.data import share_data
 from regbench.stack.engine import Member, Stack
 from regbench.stack.grouping import max_stack_size, stack_keys
+from regbench.stack.sizing import measured_stack_size
 
 log = logging.getLogger("regbench")
 
@@ -43,7 +44,8 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
     Each member writes exactly what ``regbench.train.train(cfg, run_dir)`` writes (config.yaml,
     metrics.jsonl, result.json with ``"stacked": K``, checkpoints/last.pt and best.pt in the solo format),
     and resumes from its own last.pt; members already completed or diverged are skipped as solo skips
-    them. More members than fit in one stack (:func:`max_stack_size`) are trained as several stacks.
+    them. More members than fit in one stack (:func:`_stack_size`: on a CUDA device measured by a trial step)
+    are trained as several stacks.
     Locking the run dirs (``rundir.hold``) is the caller's job, as for ``train``. ``prune``: per member, its
     search trial's callback or None (``train``'s ``prune``).
     """
@@ -80,9 +82,8 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
     if first is None:
         return results
     built = dict([first])
-    size = max_stack_size(sum(p.numel() for p in first[1].run.model.parameters()),
-                          _activations(first[1]), first[1].run.data.x_train.device)
     todo = [i for i in todo if results[i] is None]
+    size = _stack_size(first[1], len(todo), cfgs)
     for begin in range(0, len(todo), size):
         chunk, members = [], []
         for i in todo[begin:begin + size]:
@@ -95,6 +96,18 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
             for i, result in zip(chunk, _train_members(members)):
                 results[i] = result
     return results
+
+
+def _stack_size(first: Member, runs: int, cfgs: list[DictConfig]) -> int:
+    """Members per stack: on a CPU :data:`~regbench.stack.grouping.MAX_STACK_CPU`; on a CUDA device what a trial
+    step of the ``first`` member measures to fit (:func:`regbench.stack.sizing.measured_stack_size`), at most
+    ``runs`` (the runs to train) and ``stack=N``, the parameter estimate (:func:`max_stack_size`) if it cannot."""
+    device = first.run.data.x_train.device
+    estimate = max_stack_size(sum(p.numel() for p in first.run.model.parameters()), _activations(first), device)
+    if device.type != "cuda":
+        return estimate
+    caps = [int(c.stack) for c in cfgs if str(c.get("stack", "auto")).isdigit()]  # a sweep's chunks are already
+    return measured_stack_size(first, min([runs, *caps]), estimate)                # at most N: search's are not
 
 
 def _refused(run_dir: Path, e: Exception) -> Result:
@@ -143,6 +156,7 @@ def _train_members(members: list[Member]) -> list[Result]:
             if stack is None or [id(m) for m in stack.members] != [id(m) for m in group]:
                 if stack is not None:
                     stack.write_back()
+                    stack = None  # freed before the next is built: two at once would not fit a stack sized to the device
                 stack = Stack(group)
             epoch_start = time.perf_counter()
             running = stack.train_epoch().tolist()
