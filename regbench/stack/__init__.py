@@ -39,9 +39,10 @@ Trackers: the loggers (W&B, TensorBoard, MLflow) of a stack's members are opened
 run receives the member's whole history and summary then (W&B allows one open run per process).
 
 Memory: a stack holds K copies of the parameters, their gradients and optimizer state, and K batches
-of activations. On CPU a stack has at most :data:`MAX_STACK_CPU` members; on a GPU as many as fit in
-half of the free memory by a conservative estimate (:func:`max_stack_size`). Larger lists are split
-into stacks trained one after the other.
+of activations. On CPU a stack has at most :data:`MAX_STACK_CPU` members; on a CUDA device as many as a
+measured trial step fits in 80% of the free memory (:mod:`~regbench.stack.sizing`; the estimate
+:func:`max_stack_size` where the trial cannot run). Larger lists are split into stacks trained one after
+the other.
 
 The package: :mod:`~regbench.stack.grouping` (which configurations stack), :mod:`~regbench.stack.forms`
 (which regularizers stack: each declares its ``stacked`` form in its own module), :mod:`~regbench.stack.loop`
