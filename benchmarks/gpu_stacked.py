@@ -1,0 +1,253 @@
+"""Images/s and runs/hour of K runs on one device: one after another, as stacks, and as K processes side by side
+(issue #33), for K = 1, 2, 4, ... up to ``--max-k`` or the first K that does not fit in device memory.
+
+The runs: seeds 0..K-1 of one model (``cnn``, ``resnet18``) on CIFAR-10-shaped data (CIFAR-10 when its files are
+in $REGBENCH_DATA or ./data, else ``dataset=synthetic``: random images of its shape, speed does not depend on
+what the pixels show), ``--epochs`` epochs on ``--n-train`` examples, early stopping off, ``logger=none``, in
+fp32 and bf16 (``trainer.precision=bf16``). Every row is K and three columns:
+
+- sequential: the K runs one after another, ``regbench.train.train(cfg, run_dir)`` in this process;
+- stacked: the K runs with ``regbench.stack.train_stacked(cfgs, run_dirs)`` (one stack, or several where
+  regbench splits it to fit the device: the row says so). A configuration that cannot stack shows the reason
+  ``why_not_stackable`` gives in its cell;
+- side by side: K processes at once, each ``python -m regbench run seed=i ...`` with the same overrides in its
+  own run dir, started together; their time is the span from the earliest run's start of training (its
+  config.yaml, written once the run is built, just before its first epoch) to the latest run's end (its
+  result.json, written after its final evaluation), from the files' times, so that the processes' start-up,
+  imports, pre-check and data loading are not counted (result.json's finished_at has whole seconds only).
+
+images/s = examples trained (steps × batch size, summed over the K runs) / seconds; runs/hour = K / seconds ×
+3600. For sequential and stacked the seconds are the wall time of the training calls in this process (building
+each run included, composing its configuration not), read after torch.cuda.synchronize() on CUDA; a solo run of
+one epoch per model and precision warms the process up first (CUDA context, kernels, the dataset in memory). A
+column that runs out of device memory (torch.cuda.OutOfMemoryError, or a side-by-side process that does) reads
+"does not fit", and K stops doubling there. The last lines are ``gpu stacked speedup <model>: <ratio>x``:
+fp32 stacked images/s over fp32 sequential at the largest K where both ran, with the ratio over side by side.
+
+Targets (#33): stacked ≥ 4× sequential for cnn at the largest K that fits, and ahead of K processes side by side.
+Runs unchanged on a CUDA machine (trainer.device=auto). On a CPU use ``--quick`` (K up to 2, 256 images, narrow
+nets, 1 epoch, batch 64): it checks that every column runs rather than measuring a GPU.
+
+    python benchmarks/gpu_stacked.py [--quick] [--models cnn,resnet18] [--precisions fp32,bf16] [--max-k 64]
+                                     [--epochs 2] [--batch 128] [--n-train 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from regbench import build
+from regbench.build import resolve_device
+from regbench.config import compose
+from regbench.stack import train_stacked, why_not_stackable
+from regbench.train import train
+
+PRECISIONS = {"fp32": "32", "bf16": "bf16"}  # name: trainer.precision
+DOES_NOT_FIT = "does not fit"
+
+
+class Cell:
+    """One column of a row: its images/s and runs/hour, or the text it shows instead (a reason, does not fit)."""
+
+    def __init__(self, images: int = 0, seconds: float = 0.0, runs: int = 0, text: str | None = None, note: str = ""):
+        self.images, self.seconds, self.runs, self.text, self.note = images, seconds, runs, text, note
+
+    @property
+    def measured(self) -> bool:
+        return self.text is None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
+
+    def __str__(self) -> str:
+        if not self.measured:
+            return f"{self.text:>23}"
+        return f"{self.images_per_s:11.0f} {3600 * self.runs / self.seconds:11.0f}"
+
+
+def overrides(model: str, precision: str, args, data: list[str]) -> list[str]:
+    """The overrides of every run of a row (its seed apart), for compose and for the command line alike."""
+    shrink = (["model.width=8"] if model == "resnet18" else ["model.channels=8", "model.width=32"]) if args.quick else []
+    return [*data, f"model={model}", *shrink, f"trainer.max_epochs={args.epochs}", "trainer.early_stopping.patience=null",
+            "logger=none", "trainer.progress=false", "trainer.device=auto", f"trainer.batch_size={args.batch}",
+            "trainer.train_eval_size=1", f"trainer.precision={PRECISIONS[precision]}"]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def examples(results, batch: int) -> int:
+    bad = [r for r in results if str(r["status"]) != "completed"]
+    if bad:
+        sys.exit(f"a run did not complete: {dict(bad[0])}")
+    return sum(r["steps"] * batch for r in results)
+
+
+class VmapNotes(logging.Handler):
+    """Remembers regbench's log line of a stack that trains under vmap instead of folded."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen |= "trains under vmap" in record.getMessage()
+
+
+def sequential(ov: list[str], K: int, args, device: torch.device) -> Cell:
+    cfgs = [compose([f"seed={i}", *ov]) for i in range(K)]
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            sync(device)
+            start = time.perf_counter()
+            results = [train(cfg, Path(root) / f"seed{i}") for i, cfg in enumerate(cfgs)]
+            sync(device)
+            seconds = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError:
+            free_memory()
+            return Cell(text=DOES_NOT_FIT)
+    return Cell(examples(results, args.batch), seconds, K)
+
+
+def stacked(ov: list[str], K: int, args, device: torch.device) -> Cell:
+    cfgs = [compose([f"seed={i}", *ov]) for i in range(K)]
+    reason = why_not_stackable(cfgs[0])
+    if reason:
+        return Cell(text=f"trains alone: {reason}")
+    notes = VmapNotes()
+    logging.getLogger("regbench").addHandler(notes)
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            sync(device)
+            start = time.perf_counter()
+            results = train_stacked(cfgs, [Path(root) / f"seed{i}" for i in range(K)])
+            sync(device)
+            seconds = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError:
+            free_memory()
+            return Cell(text=DOES_NOT_FIT)
+        finally:
+            logging.getLogger("regbench").removeHandler(notes)
+    sizes = sorted({r["stacked"] for r in results if r.get("stacked")}, reverse=True)
+    note = [f"stacked as stacks of {'/'.join(map(str, sizes))}"] if sizes != [K] else []
+    note += ["a stack trained under vmap, not folded"] if notes.seen else []
+    return Cell(examples(results, args.batch), seconds, K, note="; ".join(note))
+
+
+def side_by_side(ov: list[str], K: int, args) -> Cell:
+    with tempfile.TemporaryDirectory() as root:
+        run_dirs = [Path(root) / f"seed{i}" for i in range(K)]
+        logs = [open(Path(root) / f"seed{i}.log", "w") for i in range(K)]
+        try:
+            procs = [subprocess.Popen([sys.executable, "-m", "regbench", "run", f"seed={i}", *ov, f"hydra.run.dir={d}"],
+                                      stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
+                     for i, (d, log) in enumerate(zip(run_dirs, logs))]
+            codes = [p.wait() for p in procs]
+        finally:
+            for log in logs:
+                log.close()
+        results, spans = [], []
+        for i, (code, d) in enumerate(zip(codes, run_dirs)):
+            output = (Path(root) / f"seed{i}.log").read_text()
+            if code != 0 or not (d / "result.json").is_file():
+                if "out of memory" in output.lower() or code in (-9, 137):  # the device's memory, or the host's (killed)
+                    return Cell(text=DOES_NOT_FIT)
+                sys.exit(f"seed={i} of {K} side by side failed (exit {code}):\n{output[-3000:]}")
+            results.append(json.loads((d / "result.json").read_text()))
+            spans.append(((d / "config.yaml").stat().st_mtime, (d / "result.json").stat().st_mtime))
+    seconds = max(end for _, end in spans) - min(start for start, _ in spans)
+    return Cell(examples(results, args.batch), seconds, K)
+
+
+def warm_up(ov: list[str]) -> None:
+    """One solo epoch, untimed: the CUDA context, the kernels' first calls and the dataset in this process."""
+    with tempfile.TemporaryDirectory() as root:
+        train(compose(["seed=0", *ov, "trainer.max_epochs=1"]), root)
+
+
+def speedup_line(model: str, rows: dict) -> str:
+    precision = "fp32" if "fp32" in rows else next(iter(rows))
+    both = [(K, cells) for K, cells in rows[precision] if cells[0].measured and cells[1].measured]
+    if not both:
+        why = next((c[1].text for _, c in rows[precision] if not c[1].measured), "no K fit")
+        return f"gpu stacked speedup {model}: - ({precision}: {why})"
+    K, (seq, stk, sbs) = both[-1]
+    against = f"{stk.images_per_s / sbs.images_per_s:.2f}x side by side" if sbs.measured else f"side by side: {sbs.text}"
+    which = "" if precision == "fp32" else f", {precision}"
+    return f"gpu stacked speedup {model}: {stk.images_per_s / seq.images_per_s:.2f}x (K={K}{which}; {against})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a CPU smoke run: K up to 2, 256 images, narrow nets, 1 epoch, batch 64")
+    parser.add_argument("--models", default="cnn,resnet18", help="comma list (cnn,resnet18)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list (fp32,bf16)")
+    parser.add_argument("--max-k", type=int, default=None, help="the largest K (64; 2 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (2; 1 with --quick)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (128; 64 with --quick)")
+    parser.add_argument("--n-train", type=int, default=None, help="training examples (10000; 256 with --quick)")
+    args = parser.parse_args()
+    args.max_k = args.max_k or (2 if args.quick else 64)
+    args.epochs = args.epochs or (1 if args.quick else 2)
+    args.batch = args.batch or (64 if args.quick else 128)
+    args.n_train = args.n_train or (256 if args.quick else 10000)
+    models, precisions = args.models.split(","), args.precisions.split(",")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        parser.error(f"--precisions: unknown {', '.join(unknown)} (choose from {', '.join(PRECISIONS)})")
+    try:
+        build.check_data(compose(["dataset=cifar10"]).dataset)
+        data = ["dataset=cifar10"]
+    except Exception:
+        data = ["dataset=synthetic"]
+    data.append(f"dataset.n_train={args.n_train}")
+    if args.quick and data[0].endswith("synthetic"):
+        data += ["dataset.train_size=300", "dataset.test_size=10"]
+    device = resolve_device("auto")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__} on {device} ({name}), {data[0]} ({args.n_train} training examples), "
+          f"batch {args.batch}, {args.epochs} epoch{'s' if args.epochs > 1 else ''} per run, K up to {args.max_k}", flush=True)
+    print(f"{'model':9} {'precision':9} {'K':>4}  {'sequential img/s runs/h':>23}  {'stacked img/s runs/h':>23}  "
+          f"{'side by side img/s runs/h':>25}", flush=True)
+    table: dict[str, dict[str, list]] = {}
+    for model in models:
+        for precision in precisions:
+            ov = overrides(model, precision, args, data)
+            warm_up(ov)
+            rows = table.setdefault(model, {}).setdefault(precision, [])
+            K = 1
+            while K <= args.max_k:
+                cells = (sequential(ov, K, args, device), stacked(ov, K, args, device), side_by_side(ov, K, args))
+                rows.append((K, cells))
+                notes = "; ".join(c.note for c in cells if c.note)
+                print(f"{model:9} {precision:9} {K:4d}  {cells[0]}  {cells[1]}  {cells[2]}"
+                      + (f"  ({notes})" if notes else ""), flush=True)
+                if any(c.text == DOES_NOT_FIT for c in cells):
+                    break
+                K *= 2
+    for model, rows in table.items():
+        print(speedup_line(model, rows))
+
+
+if __name__ == "__main__":
+    main()
