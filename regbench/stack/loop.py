@@ -165,11 +165,14 @@ def _train_members(members: list[Member]) -> list[Result]:
             for m, row in zip(group, rows):
                 m.add_train_time(seconds)
                 m.record(row)
-            # All members checkpoint together when one is due (after epoch 1, at its end, every checkpoint_every_s),
-            # so that after a kill they resume at one epoch and train on as one stack.
-            if any(m.checkpoint_due() for m in group):
+            # All members checkpoint together when one that trains on is due (after epoch 1, every
+            # checkpoint_every_s), so that after a kill they resume at one epoch and train on as one stack. A member
+            # that ends (early stopping) writes its own final files alone: the others' last.pt stay at the epoch
+            # they share, from which they resume as one stack.
+            due = [m for m in group if m.checkpoint_due()]
+            if due:
                 stack.write_back()
-                _save_checkpoints(group)
+                _save_checkpoints(group if any(m.running for m in due) else due)
             for m in group:
                 m.log_epoch()
     except Exception as e:  # a failure is recorded in each unfinished member's tracker run; an interruption (a

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose, kill_stack_mid_training, read_metrics
+from helpers import REPO, STACK_SCRIPT, compose, kill_stack_mid_training, read_metrics
 from torch import nn
 
 from regbench import checkpoint
@@ -333,3 +333,41 @@ def test_a_killed_fused_batchnorm_stack_resumes_exactly(tmp_path):
         theirs = checkpoint.load(Path(tmp_path / f"ref{s}" / "checkpoints" / "last.pt"))
         for name, value in theirs["model"].items():  # running statistics included
             assert torch.equal(mine["model"][name], value), name
+
+
+STOPPING_ARGS = [*KILL_ARGS[:6], "trainer.max_epochs=40", "dataset.n_train=1000", "trainer.checkpoint_every_s=0",
+                 "trainer.early_stopping.patience=2", "optimizer.lr=0.03"]
+
+
+def test_a_stack_killed_after_a_member_stopped_early_resumes_exactly(tmp_path):
+    """A member that stops early writes its final files alone; the others keep the last.pt of the epoch they share.
+    Killed after one member has ended and before the others have, the stack resumes (the ended member skipped, the
+    others from their shared epoch as one stack) and every member ends bit for bit as the uninterrupted stack."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    configs = [compose(*STOPPING_ARGS, f"seed={s}") for s in range(3)]
+    reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
+    assert len({r["epochs_run"] for r in reference}) > 1, "the members must stop at different epochs"
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(killed), *STOPPING_ARGS], cwd=REPO,
+                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not any((killed / f"m{s}" / "result.json").exists() for s in range(3)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not all((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
+
+    resumed = S.train_stacked(configs, [killed / f"m{s}" for s in range(3)])
+    for s in range(3):
+        for key in (*METRICS, "best_epoch", "epochs_run", "steps"):
+            assert resumed[s][key] == reference[s][key], (s, key)
+        strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(killed / f"m{s}")]
+        assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / f"ref{s}")]
