@@ -62,20 +62,26 @@ train_stacked([compose([*args, f"seed={s}"]) for s in range(3)], [f"{root}/m{s}"
 """
 
 
-def kill_stack_mid_training(killed: Path, args: list[str], epochs: int = 3) -> None:
+def kill_stack_mid_training(killed: Path, args: list[str], epochs: int = 3, until=None) -> None:
     """Train seeds 0-2 of ``args`` as one stack in ``killed/m0..m2`` in another process; SIGKILL it once every member
-    has ``epochs`` rows in its metrics.jsonl, before any has finished."""
+    has ``epochs`` rows in its metrics.jsonl, before any has finished, or once ``until(killed)`` is true (the caller
+    then checks it was not too late)."""
     import signal
     import time
 
     proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(killed), *args], cwd=REPO, env=os.environ.copy(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    mid_training = until is None
+    if mid_training:
+        def until(root):
+            return all((root / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(root / f"m{s}")) >= epochs
+                       for s in range(3))
     deadline = time.time() + 120
-    while not all((killed / f"m{s}" / "metrics.jsonl").exists() and len(read_metrics(killed / f"m{s}")) >= epochs
-                  for s in range(3)):
+    while not until(killed):
         assert proc.poll() is None, proc.stderr.read()
         assert time.time() < deadline
-        time.sleep(0.005)
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
+    if mid_training:
+        assert not any((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"

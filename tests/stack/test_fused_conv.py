@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, STACK_SCRIPT, compose, kill_stack_mid_training, read_metrics
+from helpers import compose, kill_stack_mid_training, read_metrics
 from torch import nn
 
 from regbench import checkpoint
@@ -343,26 +343,13 @@ def test_a_stack_killed_after_a_member_stopped_early_resumes_exactly(tmp_path):
     """A member that stops early writes its final files alone; the others keep the last.pt of the epoch they share.
     Killed after one member has ended and before the others have, the stack resumes (the ended member skipped, the
     others from their shared epoch as one stack) and every member ends bit for bit as the uninterrupted stack."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     configs = [compose(*STOPPING_ARGS, f"seed={s}") for s in range(3)]
     reference = S.train_stacked(configs, [tmp_path / f"ref{s}" for s in range(3)])
     assert len({r["epochs_run"] for r in reference}) > 1, "the members must stop at different epochs"
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT, str(killed), *STOPPING_ARGS], cwd=REPO,
-                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not any((killed / f"m{s}" / "result.json").exists() for s in range(3)):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_stack_mid_training(killed, STOPPING_ARGS,
+                            until=lambda root: any((root / f"m{s}" / "result.json").exists() for s in range(3)))
     assert not all((killed / f"m{s}" / "result.json").exists() for s in range(3)), "killed too late"
 
     resumed = S.train_stacked(configs, [killed / f"m{s}" for s in range(3)])
