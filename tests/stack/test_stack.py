@@ -331,6 +331,11 @@ def test_sigkill_then_rerun_resumes_every_member_and_a_member_resumes_solo(tmp_p
 def test_wandb_offline_one_run_per_member(tmp_path):
     configs = [compose(*TINY, "model=mlp", "logger=wandb", f"seed={s}", "regularizer=[dropout]") for s in range(2)]
     results = S.train_stacked(configs, [tmp_path / f"m{s}" for s in range(2)])
+    # Each member's run is finished; W&B's service writes its offline file behind that call and flushes it at the
+    # latest when the process ends (where a user's `wandb sync` reads it). This process goes on: end the service.
+    import wandb
+
+    wandb.teardown()
     ids, requirements = set(), set()
     for s, result in enumerate(results):
         (offline,) = (tmp_path / f"m{s}" / "wandb").glob("offline-run-*")
