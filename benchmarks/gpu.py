@@ -36,9 +36,29 @@ MODES = {  # name: (precision, channels_last, compile)
 }
 
 
+def narrow(model: str) -> list[str]:
+    """--quick's narrow nets (a CPU smoke run): resnet18 at width 8, the cnn at 8 channels and a 32-unit layer."""
+    return ["model.width=8"] if model == "resnet18" else ["model.channels=8", "model.width=32"]
+
+
+def cifar_shaped(quick: bool, n_train: int | None = None) -> list[str]:
+    """The data overrides: CIFAR-10 when its files are there, else ``dataset=synthetic`` of its shape; ``n_train``
+    training examples if given; with ``quick`` a synthetic draw of 300 training and 10 test images."""
+    try:
+        build.check_data(compose(["dataset=cifar10"]).dataset)
+        data = ["dataset=cifar10"]
+    except Exception:
+        data = ["dataset=synthetic"]
+    if n_train is not None:
+        data.append(f"dataset.n_train={n_train}")
+    if quick and data[0].endswith("synthetic"):
+        data += ["dataset.train_size=300", "dataset.test_size=10"]
+    return data
+
+
 def config(model: str, mode: str, args, data: list[str]):
     precision, channels_last, compiled = MODES[mode]
-    shrink = ["model.width=8"] if args.quick and model == "resnet18" else (["model.channels=8", "model.width=32"] if args.quick else [])
+    shrink = narrow(model) if args.quick else []
     return compose([*data, f"model={model}", *shrink, f"trainer.batch_size={args.batch}", f"trainer.max_epochs={args.epochs}",
                     "trainer.early_stopping.patience=null", "trainer.train_eval_size=1", "logger=none", "trainer.progress=false",
                     "optimizer=sgd", "optimizer.lr=0.01", f"trainer.precision={precision}",
@@ -101,14 +121,7 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     args = parser.parse_args()
     args.batch = args.batch or (64 if args.quick else 512)
-    probe = compose(["dataset=cifar10"]).dataset
-    try:
-        build.check_data(probe)
-        data = ["dataset=cifar10"]
-    except Exception:
-        data = ["dataset=synthetic"]
-    if args.quick:
-        data += ["dataset.n_train=256"] + (["dataset.train_size=300", "dataset.test_size=10"] if data[0].endswith("synthetic") else [])
+    data = cifar_shaped(args.quick, 256 if args.quick else None)
     device = resolve_device("auto")
     print(f"torch {torch.__version__} on {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
           f"{data[0]}, batch {args.batch}, {args.epochs} epochs per mode")

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from regbench import build
+from gpu import cifar_shaped, narrow, sync  # benchmarks/gpu.py, beside this script
 from regbench.build import resolve_device
 from regbench.config import compose
 from regbench.stack import train_stacked, why_not_stackable
@@ -79,15 +79,10 @@ class Cell:
 
 def overrides(model: str, precision: str, args, data: list[str]) -> list[str]:
     """The overrides of every run of a row (its seed apart), for compose and for the command line alike."""
-    shrink = (["model.width=8"] if model == "resnet18" else ["model.channels=8", "model.width=32"]) if args.quick else []
+    shrink = narrow(model) if args.quick else []
     return [*data, f"model={model}", *shrink, f"trainer.max_epochs={args.epochs}", "trainer.early_stopping.patience=null",
             "logger=none", "trainer.progress=false", "trainer.device=auto", f"trainer.batch_size={args.batch}",
             "trainer.train_eval_size=1", f"trainer.precision={PRECISIONS[precision]}"]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def free_memory() -> None:
@@ -215,14 +210,7 @@ def main() -> None:
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         parser.error(f"--precisions: unknown {', '.join(unknown)} (choose from {', '.join(PRECISIONS)})")
-    try:
-        build.check_data(compose(["dataset=cifar10"]).dataset)
-        data = ["dataset=cifar10"]
-    except Exception:
-        data = ["dataset=synthetic"]
-    data.append(f"dataset.n_train={args.n_train}")
-    if args.quick and data[0].endswith("synthetic"):
-        data += ["dataset.train_size=300", "dataset.test_size=10"]
+    data = cifar_shaped(args.quick, args.n_train)
     device = resolve_device("auto")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__} on {device} ({name}), {data[0]} ({args.n_train} training examples), "
