@@ -21,7 +21,7 @@ from regbench.errors import UserError
 from regbench.records import Result, Status
 from regbench.stack.data import share_data
 from regbench.stack.engine import Member, Stack
-from regbench.stack.grouping import max_stack_size, stack_keys
+from regbench.stack.grouping import MAX_STACK_CPU, max_stack_size, stack_keys
 from regbench.stack.sizing import measured_stack_size
 
 log = logging.getLogger("regbench")
@@ -99,13 +99,16 @@ def train_stacked(cfgs: list[DictConfig], run_dirs: list[str | Path], prune: lis
 
 
 def _stack_size(first: Member, runs: int, cfgs: list[DictConfig]) -> int:
-    """Members per stack: on a CPU :data:`~regbench.stack.grouping.MAX_STACK_CPU`; on a CUDA device what a trial
-    step of the ``first`` member measures to fit (:func:`regbench.stack.sizing.measured_stack_size`), at most
+    """Members per stack: on a CPU (or MPS) :data:`~regbench.stack.grouping.MAX_STACK_CPU`; on a CUDA device what a
+    trial step of the ``first`` member measures to fit (:func:`regbench.stack.sizing.measured_stack_size`), at most
     ``runs`` (the runs to train) and ``stack=N``, the parameter estimate (:func:`max_stack_size`) if it cannot."""
     device = first.run.data.x_train.device
-    estimate = max_stack_size(sum(p.numel() for p in first.run.model.parameters()), _activations(first), device)
     if device.type != "cuda":
-        return estimate
+        return MAX_STACK_CPU
+
+    def estimate() -> int:  # built only if the trial cannot run: a meta copy of the model and a forward pass
+        return max_stack_size(sum(p.numel() for p in first.run.model.parameters()), _activations(first), device)
+
     caps = [int(c.stack) for c in cfgs if str(c.get("stack", "auto")).isdigit()]  # a sweep's chunks are already
     return measured_stack_size(first, min([runs, *caps]), estimate)                # at most N: search's are not
 

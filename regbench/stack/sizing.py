@@ -128,10 +128,10 @@ def _copies(member: Member, K: int) -> list[Member]:
     return copies
 
 
-def measured_stack_size(member: Member, cap: int, estimate: int) -> int:
+def measured_stack_size(member: Member, cap: int, estimate: Callable[[], int]) -> int:
     """Members per stack on ``member``'s CUDA device, at most ``cap``: measured by :func:`doubling` trials of
-    :func:`trial_step`, fitted by :func:`fit_stack_size` to :data:`MARGIN` of the free memory; ``estimate`` (the
-    parameter estimate) if the trial cannot run. One INFO line says the bytes per member and the size."""
+    :func:`trial_step`, fitted by :func:`fit_stack_size` to :data:`MARGIN` of the free memory; ``estimate()`` (the
+    parameter estimate, made only then) if the trial cannot run. One INFO line says the bytes per member and the size."""
     device = member.run.data.x_train.device
     cap = max(1, min(cap, MAX_STACK_CUDA))
     if cap == 1:
@@ -144,9 +144,10 @@ def measured_stack_size(member: Member, cap: int, estimate: int) -> int:
     try:
         peaks, failed = doubling(lambda K: trial_step(member, K), cap, MARGIN * free)
     except Exception as e:  # noqa: BLE001 - the estimate still sizes the stacks; the real stack reports its error
+        size = max(1, min(estimate(), cap))
         log.warning("stack sizing: the trial step failed (%s: %s); sized by the parameter estimate: %d",
-                    type(e).__name__, e, min(estimate, cap))
-        return max(1, min(estimate, cap))
+                    type(e).__name__, e, size)
+        return size
     size, per = fit_stack_size(peaks, free, cap, failed, held)
     log.info("stack size %d on %s: %s bytes per member measured (trial stacks %s%s; %.2f GiB free, margin %.0f%%, "
              "cap %d)", size, device, "no" if per is None else f"{per:,.0f}", sorted(peaks),
