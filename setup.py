@@ -1,5 +1,5 @@
 """Packaging: conf/ (the studies in conf/experiment/ included) ships inside wheels as regbench/conf, and
-regbench's Hydra sweeper as hydra_plugins/regbench_sweeper.
+regbench's Hydra sweeper and SLURM launcher as hydra_plugins/regbench_sweeper and hydra_plugins/regbench_launcher.
 
 pyproject.toml holds the metadata; only the package list lives here, because the config folders
 are discovered by walking conf/, which pyproject cannot express.
@@ -19,7 +19,7 @@ conf_packages = [
 ]
 
 setup(
-    packages=find_packages(include=["regbench", "regbench.*"]) + conf_packages + ["hydra_plugins", "hydra_plugins.regbench_sweeper"],
+    packages=find_packages(include=["regbench", "regbench.*"]) + conf_packages + ["hydra_plugins", "hydra_plugins.regbench_sweeper", "hydra_plugins.regbench_launcher"],
     package_dir={"regbench.conf": "conf"},
     package_data={pkg: ["*.yaml", "*.md"] for pkg in conf_packages},
 )

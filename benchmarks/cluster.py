@@ -7,9 +7,9 @@ the real command in a fresh process:
   exit, stacked (``stack=auto``: a task per stack) and with ``stack=1`` (a task per run); the jobs are cancelled
   at once (only the time to return is measured). Target: ≤ 5 s for 256 runs.
 - wall: the same ``--wall-runs``-run sweep (``--epochs`` epochs) from command to last result, with the basic launcher
-  (in this process, one after another), with ``hydra/launcher=slurm`` (Hydra's blocking submitit launcher: it
-  returns when the last job ends), and with ``regbench submit`` followed until every task has ended (sacct), each
-  stacked as the command plans it.
+  (in this process, one after another), with ``hydra/launcher=slurm`` (regbench's launcher, blocking: a task per
+  stack, and it returns when the last task ends), and with ``regbench submit`` followed until every task has ended
+  (sacct), each stacked as the command plans it.
 
 The last lines are ``cluster submit <runs> runs: <seconds> s`` and ``cluster wall slurm/basic: <ratio>x``.
 

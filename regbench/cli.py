@@ -172,6 +172,10 @@ def _launch_checked(args: RunArgs, plan, tuned_phase: bool, table: bool, planned
     with prechecked(plan is not None and args.multirun and len(plan.configs) == len(plan.jobs)):
         app.hydra_main()
     if args.multirun and not args.info:
+        from regbench.sweep.submit import take_refusal
+
+        if (refused := take_refusal()) is not None:  # SLURM refused the array: nothing was submitted
+            raise refused
         from regbench.sweep.end import end_of_sweep
 
         if not table:  # the caller prints the table (the tuned protocol, once for all its final sweeps)

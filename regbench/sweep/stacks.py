@@ -8,7 +8,9 @@ Hydra then launches every job as usual, with whatever launcher the command names
 - the first job of a stack in launch order, its **leader**, trains the whole stack (holding every
   member's run-dir lock), so a stack is the unit a joblib worker or a cluster job runs;
 - the other jobs of the stack, its **members**, train nothing: they report the result the leader wrote,
-  or ``stacked`` while the leader is still at it (in another process).
+  or ``stacked`` while the leader is still at it (in another process). regbench's SLURM launcher
+  (``hydra/launcher=slurm``, `regbench submit`: :func:`regbench.sweep.submit.launch`) does not submit them at all,
+  so that SLURM schedules no task for them.
 
 Each member's run dir ends exactly as its solo run's would (plus ``"stacked": K`` in ``result.json``),
 so a killed stacked sweep resumes with the same command, stacked or with ``stack=1``.

@@ -1,9 +1,10 @@
 """`regbench submit OVERRIDES`: a sweep submitted to SLURM as one job array, and the command returns.
 
 The sweep is planned as `regbench run -m` plans it (every job checked first, stacks planned, ``multirun.yaml``
-written), launched by ``hydra/launcher=slurm`` (the default here; ``submitit_slurm`` too), and submitted as one job
-array, a task per job of the sweep (``hydra.launcher.array_parallelism`` caps how many run at once). Then, instead of
-waiting for the last task as Hydra's launcher does, the command writes ``<sweep dir>/.regbench-submitted.json`` (the
+written), launched by ``hydra/launcher=slurm`` (the default here; ``submitit_slurm``'s resources too) and submitted
+as one job array by regbench's launcher (``hydra_plugins/regbench_launcher``, whose launch is :func:`launch`;
+``hydra.launcher.array_parallelism`` caps how many tasks run at once). Then, instead of waiting for the last task
+as `run -m` does, the command writes ``<sweep dir>/.regbench-submitted.json`` (the
 array's job id, each task's id, run dir and overrides, the command) and returns. The tasks need nothing from the submitting
 process: follow them with ``regbench status <sweep dir>`` (each run's own state) and ``squeue``/``sacct``, and
 collect them with ``regbench results`` / ``report`` at any time.
@@ -36,6 +37,7 @@ def main(argv: list[str], parse_run_args, launch) -> int:
         overrides.append("hydra/launcher=slurm")
     elif launcher[-1] not in LAUNCHERS:
         raise UserError(f"regbench submit runs on SLURM: hydra/launcher={launcher[-1]} is not one of {', '.join(LAUNCHERS)}")
+    overrides.append(f"hydra.launcher._target_={LAUNCHER}")  # the plugin's submitit_slurm too: its resources, our launch
     if shutil.which("sbatch") is None:
         raise UserError("sbatch is not on PATH: regbench submit needs a SLURM cluster (`regbench run -m ...` runs a sweep here)")
     args = parse_run_args(["-m", *overrides])
@@ -44,7 +46,7 @@ def main(argv: list[str], parse_run_args, launch) -> int:
     started = time.monotonic()
     submission = Submission(" ".join(["regbench", "submit", *argv]))
     try:
-        with submit_only(submission):
+        with submitting(submission):
             code = launch(args, table=False, busy=submission.busy_in, planned=submission.planned)
     except NothingToSubmit as e:
         print(f"nothing to submit: {e}")
@@ -118,38 +120,88 @@ class Submission:
         return ", ".join(parts) or "no run to train"
 
 
+#: The `regbench submit` in progress in this process (:func:`submitting`), which :func:`launch` fills; None while
+#: `run -m` launches.
+_SUBMISSION: Submission | None = None
+
+#: What sbatch said when it refused a `run -m`'s array in this process (:func:`take_refusal`).
+_REFUSED: list = []
+
+#: The preset's launcher (``conf/hydra/launcher/slurm.yaml``), which `submit` also sets for the plugin's
+#: ``hydra/launcher=submitit_slurm``: its launch is :func:`launch`.
+LAUNCHER = "hydra_plugins.regbench_launcher.regbench_launcher.RegbenchSlurmLauncher"
+
+
 @contextmanager
-def submit_only(submission: Submission):
-    """While it is open, hydra-submitit-launcher's launch submits the sweep's array, writes the manifest and returns
+def submitting(submission: Submission):
+    """While it is open, the launcher's :func:`launch` submits the sweep's array, writes the manifest and returns
     (its jobs reported to Hydra as launched), filling ``submission``."""
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's first plugin scan executes every plugin module anew: the launch replaced must be the one it keeps
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-
-    original = BaseSubmititLauncher.launch
-
-    def launch(self, job_overrides, initial_job_idx):
-        from hydra.core.utils import JobReturn, JobStatus
-
-        from regbench.errors import UserError
-
-        try:
-            _submit(self, job_overrides, initial_job_idx, submission)
-        except UserError as e:  # one line, after Hydra is done (nothing was submitted)
-            submission.error = e
-            return []
-        except Exception as e:
-            submission.error = UserError(str(e))
-            return []
-        return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value={"status": "submitted"})
-                for o in job_overrides]
-
-    BaseSubmititLauncher.launch = launch
+    global _SUBMISSION
+    _SUBMISSION = submission
     try:
         yield submission
     finally:
-        BaseSubmititLauncher.launch = original
+        _SUBMISSION = None
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list:
+    """``RegbenchSlurmLauncher.launch`` (``hydra_plugins/regbench_launcher``): one array task per stack (its leader
+    trains every member) and per run alone (:func:`to_submit`), where the plugin's own launch submits every job.
+
+    Under `regbench submit` (:func:`submitting`) it writes the manifest and returns at once, each job reported as
+    launched. Under `run -m` it waits for the tasks, as the plugin does, and returns each job's outcome: a task's
+    own, and for a member its result.json, which its leader wrote. Either way, an array SLURM refuses (a partition
+    that does not exist) is one line after Hydra is done, exit 2, nothing submitted."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from regbench.errors import UserError
+
+    if _SUBMISSION is not None:
+        try:
+            _submit(launcher, job_overrides, initial_job_idx, _SUBMISSION)
+        except UserError as e:  # one line, after Hydra is done (nothing was submitted)
+            _SUBMISSION.error = e
+            return []
+        except Exception as e:
+            _SUBMISSION.error = UserError(str(e))
+            return []
+        return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value={"status": "submitted"})
+                for o in job_overrides]
+    from regbench.sweep.jobs import sweep_jobs
+
+    try:
+        sweep_dir, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, None)
+    except UserError as e:  # raised in one line once Hydra is done (regbench.cli): nothing was submitted
+        _REFUSED.append(e)
+        return []
+    returns = {i: job.results()[0] for job, (i, _) in zip(jobs, chosen)}
+    leaders = {d: dirs[0] for _, dirs in chosen for d in dirs[1:]}
+    names = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}
+    return [returns[i] if i in returns else _member_return(list(o), sweep_dir, names[tuple(o)], leaders)
+            for i, o in enumerate(job_overrides)]
+
+
+def take_refusal():
+    """The UserError of a `run -m` whose array SLURM refused (:func:`launch`), once, or None."""
+    return _REFUSED.pop() if _REFUSED else None
+
+
+def _member_return(overrides: list[str], sweep_dir: Path, name: str, leaders: dict[str, str]):
+    """The outcome of the stack member in run dir ``name``, which was not submitted: its result.json (its leader's
+    task wrote it), or ``stacked`` if there is none (the leader's task failed before this member ended: the
+    leader's own job return says so)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from regbench.errors import DamagedFile
+    from regbench.records import Result, Status
+    from regbench.train import read_result
+
+    try:
+        result = read_result(sweep_dir / name)
+    except DamagedFile:
+        result = None
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED,
+                     _return_value=result or Result(Status.STACKED, extra={"leader": leaders.get(name)}))
 
 
 def to_submit(job_overrides, dirnames: dict, plan: dict | None, todo: set[str] | None) -> list[tuple[int, list[str]]]:
@@ -169,11 +221,30 @@ def to_submit(job_overrides, dirnames: dict, plan: dict | None, todo: set[str] |
 
 
 def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submission) -> None:
+    """:func:`_submit_array` of the jobs ``submission`` trains, then the manifest."""
+    from hydra.core.utils import filter_overrides
+
+    from regbench.files import write_json
+
+    sweep_dir, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, submission.todo)
+    submission.sweep_dir = sweep_dir
+    if not chosen:
+        return
+    tasks = [{"job_id": j.job_id, "run_dir": dirs[0] if dirs else None, "run_dirs": dirs,
+              "overrides": filter_overrides(list(job_overrides[i]))} for j, (i, dirs) in zip(jobs, chosen)]
+    submission.manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "sweep_dir": str(sweep_dir.resolve()),
+                           "command": submission.command,
+                           "submitted_at": time.time(), "tasks": tasks,
+                           "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in submission.earlier]}
+    write_json(sweep_dir / MANIFEST, submission.manifest)
+
+
+def _submit_array(launcher, job_overrides, initial_job_idx: int, todo: set[str] | None):
     """What BaseSubmititLauncher.launch does (hydra-submitit-launcher 1.2), up to and with ``map_array``, without the
-    wait, for :func:`to_submit` of the jobs only; then the manifest."""
+    wait, for :func:`to_submit` of the jobs only (of ``todo``'s run dirs, if given): (the sweep dir, the chosen jobs,
+    their submitit jobs). What sbatch says when it refuses is one line (a UserError)."""
     import submitit
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import filter_overrides
     from omegaconf import OmegaConf
 
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -184,10 +255,9 @@ def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submissio
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     dirnames = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}  # from multirun.yaml, as Hydra wrote it
-    chosen = to_submit(job_overrides, dirnames, read_plan(sweep_dir), submission.todo)
-    submission.sweep_dir = sweep_dir
+    chosen = to_submit(job_overrides, dirnames, read_plan(sweep_dir), todo)
     if not chosen:
-        return
+        return sweep_dir, chosen, []
     params = dict(launcher.params)
     init = {"folder": params.pop("submitit_folder")}
     if "max_num_timeout" in params:
@@ -204,15 +274,7 @@ def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submissio
         lines = [line.strip() for line in refused.splitlines() if "sbatch: error" in line] or \
             [line.strip() for line in refused.splitlines() if line.strip()]
         raise UserError(f"SLURM refused the submission: {lines[-1] if lines else 'sbatch failed'}")
-    tasks = [{"job_id": j.job_id, "run_dir": dirs[0] if dirs else None, "run_dirs": dirs,
-              "overrides": filter_overrides(list(job_overrides[i]))} for j, (i, dirs) in zip(jobs, chosen)]
-    submission.manifest = {"array_job_id": jobs[0].job_id.split("_")[0], "sweep_dir": str(sweep_dir.resolve()),
-                           "command": submission.command,
-                           "submitted_at": time.time(), "tasks": tasks,
-                           "earlier": [{k: v for k, v in m.items() if k != "earlier"} for m in submission.earlier]}
-    from regbench.files import write_json
-
-    write_json(sweep_dir / MANIFEST, submission.manifest)
+    return sweep_dir, chosen, jobs
 
 
 def _quietly(submit):

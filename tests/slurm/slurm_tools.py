@@ -23,8 +23,12 @@ def sacct(job_id: str | int, *, duplicates: bool = False) -> list[dict]:
 
 
 def job_ids(sweep_dir: Path) -> list[str]:
-    """The SLURM ids of a sweep's array tasks (``<array>_<task>``), from the submitit folders."""
-    return sorted(p.name for p in (Path(sweep_dir) / ".submitit").glob("*_*") if p.is_dir())
+    """The SLURM ids of a sweep's array tasks (``<array>_<task>``; a submission of one task is a plain job, ``<job>``),
+    from the submitit folders."""
+    folder = Path(sweep_dir) / ".submitit"
+    names = [p.name for p in folder.iterdir() if p.is_dir() and p.name.replace("_", "").isdigit()] if folder.is_dir() else []
+    arrays = {n.split("_")[0] for n in names if "_" in n}  # an array also has a folder of its own id
+    return sorted(n for n in names if "_" in n or n not in arrays)
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.05, process: subprocess.Popen | None = None):

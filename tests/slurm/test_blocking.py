@@ -1,5 +1,6 @@
-"""Hydra's blocking SLURM path on a real cluster: `regbench run -m ... hydra/launcher=slurm` (regbench's preset) and
-`hydra/launcher=submitit_slurm` (the plugin's) complete a sweep, stacks included, with the basic launcher's numbers."""
+"""The blocking SLURM path on a real cluster: `regbench run -m ... hydra/launcher=slurm` (regbench's preset and launcher:
+a task per stack or run alone) and `hydra/launcher=submitit_slurm` (the plugin's: a task per job) complete a sweep,
+stacks included, with the basic launcher's numbers."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def assert_same_results(expected_dir, sweep_dir):
 
 def assert_every_task_completed(sweep_dir, n: int):
     tasks = job_ids(sweep_dir)
-    assert len(tasks) == n, tasks  # one array task per job of the sweep
+    assert len(tasks) == n, tasks  # the preset: one array task per stack or run alone; the plugin: per job
     array = tasks[0].split("_")[0]
 
     def ended():  # the launcher returns once every result is in; a job's process may still be exiting
@@ -53,14 +54,16 @@ def assert_every_task_completed(sweep_dir, n: int):
 
 
 def test_the_slurm_preset_runs_a_stacked_sweep_as_the_basic_launcher_does(tmp_path):
-    """stack=2: two stacks of two; each stack trains in the SLURM job of its leader, the members' jobs report it."""
+    """stack=2: two stacks of two, two SLURM tasks: each stack trains in the task of its leader, and its member has
+    no task (no Hydra job ran in its run dir), only the files its leader wrote."""
     basic = sweep(tmp_path, "basic", "stack=2")
     on_slurm = sweep(tmp_path, "slurm", "stack=2", "hydra/launcher=slurm")
     assert_same_results(basic, on_slurm)
-    assert_every_task_completed(on_slurm, 4)
-    logs = [p.read_text() for p in on_slurm.glob("*/regbench.log")]
-    assert sum("training 2 runs stacked" in text for text in logs) == 2  # a stack is one job
-    assert sum("in the stack of 2 led by" in text for text in logs) == 2
+    assert_every_task_completed(on_slurm, 2)
+    logs = {p.parent.name: p.read_text() for p in on_slurm.glob("*/regbench.log")}
+    assert len(logs) == 2 and all("training 2 runs stacked" in text for text in logs.values())  # a stack is one task
+    members = {p.parent.name for p in on_slurm.glob("*/result.json")} - set(logs)
+    assert len(members) == 2 and not any((on_slurm / m / ".hydra").exists() for m in members)
 
 
 def test_the_plugins_submitit_slurm_runs_a_sweep_of_solo_jobs_as_the_basic_launcher_does(tmp_path):
@@ -72,10 +75,21 @@ def test_the_plugins_submitit_slurm_runs_a_sweep_of_solo_jobs_as_the_basic_launc
 
 
 def test_one_stack_of_every_run_is_one_slurm_job_that_trains(tmp_path):
-    """stack=auto stacks all four runs: the leader's job trains them, the three other jobs train nothing."""
+    """stack=auto stacks all four runs: one task, the leader's, trains them; the three others are not submitted."""
     basic = sweep(tmp_path, "basic")
     on_slurm = sweep(tmp_path, "slurm", "hydra/launcher=slurm")
     assert_same_results(basic, on_slurm)
-    assert_every_task_completed(on_slurm, 4)
+    assert_every_task_completed(on_slurm, 1)
     logs = [p.read_text() for p in on_slurm.glob("*/regbench.log")]
     assert sum("training 4 runs stacked" in text for text in logs) == 1
+
+
+def test_a_partition_that_does_not_exist_is_one_line_exit_2_and_nothing_is_trained(tmp_path):
+    """As `regbench submit` (test_submit.py): sbatch's refusal is one line after Hydra is done, not submitit's traceback."""
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli("run", "-m", *SWEEP, "hydra/launcher=slurm", "hydra.launcher.partition=nosuchpartition",
+                  f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-3000:]
+    assert out.stderr.startswith("regbench: error: SLURM refused the submission") and out.stderr.count("\n") == 1, out.stderr
+    assert "invalid partition" in out.stderr.lower()
+    assert not list(sweep_dir.glob("*/result.json")) and not job_ids(sweep_dir)

@@ -84,7 +84,7 @@ def test_the_slurm_preset_is_accepted_by_submitit_and_requeues(tmp_path, monkeyp
 
     HydraConfig.instance().set_config(cfg)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    assert params.pop("_target_").endswith("SlurmLauncher")
+    assert params.pop("_target_") == "hydra_plugins.regbench_launcher.regbench_launcher.RegbenchSlurmLauncher"
     assert params["max_num_timeout"] > 0 and params["signal_delay_s"] > 0
     # what BaseSubmititLauncher.launch does with them
     executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",

@@ -1,0 +1,1 @@
+"""regbench's SLURM launcher (``hydra/launcher=slurm``, and `regbench submit`): see :mod:`.regbench_launcher`."""
