@@ -1,4 +1,4 @@
-"""The config, and regbench's Hydra sweeper, are found however regbench is installed: from the source tree (the
+"""The config, and regbench's Hydra sweeper and SLURM launcher, are found however regbench is installed: from the source tree (the
 editable install `make install` makes), or from a wheel in another directory."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def test_wheel_carries_the_configs_and_runs_from_anywhere(tmp_path):
     expected = {f"regbench/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*.yaml")}
     assert expected and expected <= names, sorted(expected - names)[:5]
     # the sweeper, in Hydra's namespace package, which every plugin shares: the wheel must not claim its __init__.py
-    assert {"hydra_plugins/regbench_sweeper/__init__.py", "hydra_plugins/regbench_sweeper/regbench_sweeper.py"} <= names
+    assert {"hydra_plugins/regbench_sweeper/__init__.py", "hydra_plugins/regbench_sweeper/regbench_sweeper.py",
+            "hydra_plugins/regbench_launcher/__init__.py", "hydra_plugins/regbench_launcher/regbench_launcher.py"} <= names
     assert "hydra_plugins/__init__.py" not in names
 
     site = tmp_path / "site"
@@ -31,14 +32,17 @@ def test_wheel_carries_the_configs_and_runs_from_anywhere(tmp_path):
             "print(regbench.__file__); print(c.CONFIG_DIR); print(compose(['model=mlp']).model._target_); "
             "from hydra.core.plugins import Plugins; import sys; "
             "print(sys.modules[Plugins.instance().class_name_to_class["
-            "'hydra_plugins.regbench_sweeper.regbench_sweeper.RegbenchSweeper'].__module__].__file__)")
+            "'hydra_plugins.regbench_sweeper.regbench_sweeper.RegbenchSweeper'].__module__].__file__); "
+            "print(sys.modules[Plugins.instance().class_name_to_class["
+            "'hydra_plugins.regbench_launcher.regbench_launcher.RegbenchSlurmLauncher'].__module__].__file__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
-    module_file, config_dir, target, sweeper_file = out.stdout.split()
+    module_file, config_dir, target, sweeper_file, launcher_file = out.stdout.split()
     assert module_file.startswith(str(site)) and config_dir == str(site / "regbench" / "conf")
     assert target == "regbench.models.mlp.MLP"
     assert sweeper_file == str(site / "hydra_plugins" / "regbench_sweeper" / "regbench_sweeper.py")  # the wheel's
+    assert launcher_file == str(site / "hydra_plugins" / "regbench_launcher" / "regbench_launcher.py")
 
     out = subprocess.run([sys.executable, "-m", "regbench", "run", "model=mlp", "debug=tiny"], cwd=elsewhere, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(site)})
