@@ -78,7 +78,8 @@ class Submission:
     The pre-check asks :meth:`busy_in` which run dirs of the sweep to leave out (no stack takes them): ``earlier``
     are the sweep's earlier submissions that still have tasks SLURM has not ended, ``active`` those tasks, ``busy``
     their run dirs. :meth:`planned` sees the checked plan, and ``todo`` is then the run dirs this submission
-    trains. The launcher (:func:`submit_only`) fills ``manifest`` (None: nothing was left to submit) or ``error``."""
+    trains. The launcher (:func:`launch`, while :func:`submitting` holds it) fills ``manifest`` (None: nothing was left to
+    submit) or ``error``."""
 
     def __init__(self, command: str):
         self.command = command
