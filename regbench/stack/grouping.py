@@ -16,6 +16,7 @@ from regbench.models.layers import TrainingNoise
 from regbench.stack.forms import catalog_forms, form_of, regularizer_reason
 
 MAX_STACK_CPU = 64  # beyond this the batched kernels gain nothing on a CPU and memory grows for nothing
+MAX_STACK_CUDA = 1024  # at most this many members per stack on a CUDA device, however much memory is free
 SUPPORTED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
 
 
@@ -186,4 +187,4 @@ def max_stack_size(num_params: int, activations_per_member: int, device: torch.d
         return MAX_STACK_CPU
     free, _ = torch.cuda.mem_get_info(device)
     per_member = 16 * num_params + 16 * activations_per_member
-    return max(1, min(1024, int(0.5 * free // max(per_member, 1))))
+    return max(1, min(MAX_STACK_CUDA, int(0.5 * free // max(per_member, 1))))

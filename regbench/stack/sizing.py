@@ -1,6 +1,7 @@
 """How many members a stack on a CUDA device has, measured (issue #33): trial steps of stacks of K copies of the
 first member, HFTA-style (K = 1, 2, 4, ... until a trial no longer fits), give the peak bytes per member; the stack
-size is what fits in :data:`MARGIN` of the free memory, capped by the runs to train, 1024 and ``stack=N``.
+size is what fits in :data:`MARGIN` of the free memory, capped by the runs to train,
+:data:`~regbench.stack.grouping.MAX_STACK_CUDA` and ``stack=N``.
 
 - :func:`trial_step`: one training step (forward, backward, optimizer step, as :meth:`Stack.train_epoch` runs
   them) and one evaluation batch of a stack of K copies of a member; on CUDA the bytes they allocate at their
@@ -27,12 +28,12 @@ import torch
 
 from regbench import checkpoint
 from regbench.stack.engine import Member, Stack
+from regbench.stack.grouping import MAX_STACK_CUDA
 
 log = logging.getLogger("regbench")
 
 MARGIN = 0.8  # of the free memory a stack may take at its peak: the rest for the allocator's fragmentation,
 #               the members' data where it differs (label noise, input corruption) and the stack's rebuild
-MAX_STACK_CUDA = 1024
 HELD_PER_PARAM = 4  # copies of each parameter a member holds outside its stack: solo weights, Adam's two
 #                     moments (written back at a checkpoint), the best epoch's weights
 
