@@ -168,16 +168,13 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
             return []
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value={"status": "submitted"})
                 for o in job_overrides]
-    from regbench.sweep.jobs import sweep_jobs
-
     try:
-        sweep_dir, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, None)
+        sweep_dir, names, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, None)
     except UserError as e:  # raised in one line once Hydra is done (regbench.cli): nothing was submitted
         _REFUSED.append(e)
         return []
     returns = {i: job.results()[0] for job, (i, _) in zip(jobs, chosen)}
     leaders = {d: dirs[0] for _, dirs in chosen for d in dirs[1:]}
-    names = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}
     return [returns[i] if i in returns else _member_return(list(o), sweep_dir, names[tuple(o)], leaders)
             for i, o in enumerate(job_overrides)]
 
@@ -227,7 +224,7 @@ def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submissio
 
     from regbench.files import write_json
 
-    sweep_dir, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, submission.todo)
+    sweep_dir, _, chosen, jobs = _submit_array(launcher, job_overrides, initial_job_idx, submission.todo)
     submission.sweep_dir = sweep_dir
     if not chosen:
         return
@@ -242,8 +239,9 @@ def _submit(launcher, job_overrides, initial_job_idx: int, submission: Submissio
 
 def _submit_array(launcher, job_overrides, initial_job_idx: int, todo: set[str] | None):
     """What BaseSubmititLauncher.launch does (hydra-submitit-launcher 1.2), up to and with ``map_array``, without the
-    wait, for :func:`to_submit` of the jobs only (of ``todo``'s run dirs, if given): (the sweep dir, the chosen jobs,
-    their submitit jobs). What sbatch says when it refuses is one line (a UserError)."""
+    wait, for :func:`to_submit` of the jobs only (of ``todo``'s run dirs, if given): (the sweep dir, each job's run
+    dir by its overrides as ``multirun.yaml`` names it, the chosen jobs, their submitit jobs). What sbatch says when
+    it refuses is one line (a UserError)."""
     import submitit
     from hydra.core.singleton import Singleton
     from omegaconf import OmegaConf
@@ -258,7 +256,7 @@ def _submit_array(launcher, job_overrides, initial_job_idx: int, todo: set[str] 
     dirnames = {tuple(j.overrides): j.dirname for j in sweep_jobs(sweep_dir) or []}  # from multirun.yaml, as Hydra wrote it
     chosen = to_submit(job_overrides, dirnames, read_plan(sweep_dir), todo)
     if not chosen:
-        return sweep_dir, chosen, []
+        return sweep_dir, dirnames, chosen, []
     params = dict(launcher.params)
     init = {"folder": params.pop("submitit_folder")}
     if "max_num_timeout" in params:
@@ -275,7 +273,7 @@ def _submit_array(launcher, job_overrides, initial_job_idx: int, todo: set[str] 
         lines = [line.strip() for line in refused.splitlines() if "sbatch: error" in line] or \
             [line.strip() for line in refused.splitlines() if line.strip()]
         raise UserError(f"SLURM refused the submission: {lines[-1] if lines else 'sbatch failed'}")
-    return sweep_dir, chosen, jobs
+    return sweep_dir, dirnames, chosen, jobs
 
 
 def _quietly(submit):
