@@ -1,8 +1,16 @@
 """Errors a user can fix. The CLI prints them as one line and exits with code 2."""
 
+import re
+
 
 class UserError(Exception):
-    """Bad input: an unknown option, a wrong type, an out-of-range value, missing data."""
+    """Bad input: an unknown option, a wrong type, an out-of-range value, missing data.
+
+    Its text is one line: a line break in the message (another library's error that it quotes, such as pickle's
+    two-line "persistent id" complaint about a damaged file) becomes a space."""
+
+    def __str__(self) -> str:
+        return re.sub(r"\s*\n\s*", " ", super().__str__())
 
 
 class ConfigError(UserError):

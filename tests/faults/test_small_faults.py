@@ -48,6 +48,18 @@ def test_a_corrupt_data_file_among_two_roots_is_named_with_its_root(run_sweep, t
     assert not sweep_dir.exists()
 
 
+def test_a_data_file_whose_unpickling_error_spans_two_lines_is_still_one_line(run_sweep, tmp_path):
+    """pickle's complaint about a persistent id (what some random bytes above start with) is two lines long; the
+    error quoting it is one."""
+    _cifar(tmp_path / "data", False)
+    (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"P0\n.")
+    out, sweep_dir = run_sweep("dataset=cifar10", "model=logistic", f"dataset.root={tmp_path / 'data'}", *TINY,
+                               "dataset.n_train=50")
+    line = one_line(out, str(tmp_path / "data" / "cifar-10-batches-py" / "data_batch_2"), "persistent id")
+    assert "encountered, but no persistent_load" in line
+    assert not sweep_dir.exists()
+
+
 def test_report_md_keeps_a_tag_s_html_as_text_and_warns_once_per_bad_line(run_sweep, tmp_path):
     out, sweep_dir = run_sweep(*TINY, "model=mlp", "seed=0,1", "+note='<script>alert(1)</script>',plain")
     assert out.returncode == 0, out.stderr[-2000:]
