@@ -9,7 +9,7 @@ else
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install help lint run test test-slow test-slurm test-all bench clean
+.PHONY: install help lint run test test-slow test-slurm test-all bench device-wheels clean
 
 install: $(VENV)/.installed  ## set up .venv: torch, then regbench editable with its test, launcher and tracker extras (what `make` alone does)
 
@@ -48,5 +48,11 @@ test-all: install  ## the whole suite, slow checks included
 bench: install  ## regbench's loop against a bare PyTorch loop, same process
 	$(PY) benchmarks/overhead.py
 
+# A lent GPU machine has PyTorch but not Hydra and reaches no registry: benchmarks/device.sh installs these there.
+device-wheels: install  ## the pure-Python wheels a lent GPU machine lacks (hydra-core, omegaconf, antlr4) into .whl/
+	rm -rf .whl
+	$(PY) -m pip wheel -q --no-deps -w .whl $$($(PY) -c "from importlib.metadata import version; \
+	  print(*(f'{n}=={version(n)}' for n in ('hydra-core', 'omegaconf', 'antlr4-python3-runtime')))")
+
 clean:  ## remove .venv and build artifacts
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info .whl device-out

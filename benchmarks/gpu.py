@@ -6,19 +6,24 @@ Data: CIFAR-10 when its files are in $REGBENCH_DATA (or ./data), else random uin
 machine (device=auto); on a CPU use ``--quick`` (few images, narrow nets), where it checks that every
 mode runs rather than measuring a GPU.
 
-    python benchmarks/gpu.py [--quick] [--batch 512] [--epochs 2] [--models resnet18,cnn]
+    python benchmarks/gpu.py [--quick] [--batch 512] [--epochs 2] [--models resnet18,cnn] [--modes ...]
+                             [--n-train N] [--budget-s S]
 
 Each mode trains ``--epochs`` epochs; the first epoch of a compiled mode is compile time and is left out
 (regbench reports it as compile_time_s), so images/s is steady-state training for both loops. Clocks
-are read after the device has finished (torch.cuda.synchronize, or .item() in regbench's loop).
+are read after the device has finished (torch.cuda.synchronize, or .item() in regbench's loop). ``--budget-s``
+bounds the run (a lent GPU's minutes): no model and mode starts once that many seconds have passed, and the rows
+left out are named.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import tempfile
 import time
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -119,18 +124,35 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--models", default="resnet18,cnn")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--n-train", type=int, default=None, help="training examples (all 50,000; 256 with --quick)")
+    parser.add_argument("--budget-s", type=float, default=None, help="seconds after which no model and mode starts")
     args = parser.parse_args()
     args.batch = args.batch or (64 if args.quick else 512)
-    data = cifar_shaped(args.quick, 256 if args.quick else None)
+    unknown = [m for m in args.modes.split(",") if m not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {', '.join(unknown)} (choose from {', '.join(MODES)})")
+    data = cifar_shaped(args.quick, args.n_train or (256 if args.quick else None))
     device = resolve_device("auto")
     print(f"torch {torch.__version__} on {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
           f"{data[0]}, batch {args.batch}, {args.epochs} epochs per mode")
     print(f"{'model':10} {'mode':20} {'bare img/s':>11} {'regbench img/s':>15} {'ratio':>6}")
+    begun, failed = time.perf_counter(), []
     for model in args.models.split(","):
         for mode in args.modes.split(","):
+            if args.budget_s is not None and time.perf_counter() - begun > args.budget_s:
+                print(f"{model:10} {mode:20} left out: {args.budget_s:.0f} s of --budget-s have passed", flush=True)
+                continue
             cfg = config(model, mode, args, data)
-            bare, ours = bare_loop(cfg), regbench_loop(cfg)
+            try:
+                bare, ours = bare_loop(cfg), regbench_loop(cfg)
+            except Exception as e:  # one mode that this torch cannot run (compile, say) leaves the others' rows
+                failed.append(f"{model} {mode}")
+                print(f"{model:10} {mode:20} failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}", flush=True)
+                traceback.print_exc()
+                continue
             print(f"{model:10} {mode:20} {bare:11.0f} {ours:15.0f} {ours / bare:6.2f}", flush=True)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

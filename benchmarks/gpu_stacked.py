@@ -23,13 +23,15 @@ one epoch per model and precision warms the process up first (CUDA context, kern
 column that runs out of device memory (torch.cuda.OutOfMemoryError, or a side-by-side process that does) reads
 "does not fit", and K stops doubling there. The last lines are ``gpu stacked speedup <model>: <ratio>x``:
 fp32 stacked images/s over fp32 sequential at the largest K where both ran, with the ratio over side by side.
+``--budget-s`` bounds the whole run (a lent GPU's minutes): each model and precision gets an equal share of what is
+left, and K stops doubling before a row that would pass its share (a row takes about twice the one before it).
 
 Targets (#33): stacked ≥ 4× sequential for cnn at the largest K that fits, and ahead of K processes side by side.
 Runs unchanged on a CUDA machine (trainer.device=auto). On a CPU use ``--quick`` (K up to 2, 256 images, narrow
 nets, 1 epoch, batch 64): it checks that every column runs rather than measuring a GPU.
 
     python benchmarks/gpu_stacked.py [--quick] [--models cnn,resnet18] [--precisions fp32,bf16] [--max-k 64]
-                                     [--epochs 2] [--batch 128] [--n-train 10000]
+                                     [--epochs 2] [--batch 128] [--n-train 10000] [--budget-s S]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -94,7 +97,7 @@ def free_memory() -> None:
 def examples(results, batch: int) -> int:
     bad = [r for r in results if str(r["status"]) != "completed"]
     if bad:
-        sys.exit(f"a run did not complete: {dict(bad[0])}")
+        raise RuntimeError(f"a run did not complete: {dict(bad[0])}")
     return sum(r["steps"] * batch for r in results)
 
 
@@ -167,7 +170,7 @@ def side_by_side(ov: list[str], K: int, args) -> Cell:
             if code != 0 or not (d / "result.json").is_file():
                 if "out of memory" in output.lower() or code in (-9, 137):  # the device's memory, or the host's (killed)
                     return Cell(text=DOES_NOT_FIT)
-                sys.exit(f"seed={i} of {K} side by side failed (exit {code}):\n{output[-3000:]}")
+                raise RuntimeError(f"seed={i} of {K} side by side failed (exit {code}):\n{output[-3000:]}")
             results.append(json.loads((d / "result.json").read_text()))
             spans.append(((d / "config.yaml").stat().st_mtime, (d / "result.json").stat().st_mtime))
     seconds = max(end for _, end in spans) - min(start for start, _ in spans)
@@ -201,6 +204,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (2; 1 with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (128; 64 with --quick)")
     parser.add_argument("--n-train", type=int, default=None, help="training examples (10000; 256 with --quick)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="seconds for the whole run: K stops doubling before a row that would pass its share")
     args = parser.parse_args()
     args.max_k = args.max_k or (2 if args.quick else 64)
     args.epochs = args.epochs or (1 if args.quick else 2)
@@ -218,13 +223,18 @@ def main() -> None:
     print(f"{'model':9} {'precision':9} {'K':>4}  {'sequential img/s runs/h':>23}  {'stacked img/s runs/h':>23}  "
           f"{'side by side img/s runs/h':>25}", flush=True)
     table: dict[str, dict[str, list]] = {}
-    for model in models:
-        for precision in precisions:
+    combos = [(model, precision) for model in models for precision in precisions]
+    begun, failed = time.perf_counter(), []
+    for done, (model, precision) in enumerate(combos):
+        share = None if args.budget_s is None else (args.budget_s - (time.perf_counter() - begun)) / (len(combos) - done)
+        start = time.perf_counter()
+        try:
             ov = overrides(model, precision, args, data)
             warm_up(ov)
             rows = table.setdefault(model, {}).setdefault(precision, [])
             K = 1
             while K <= args.max_k:
+                row_start = time.perf_counter()
                 cells = (sequential(ov, K, args, device), stacked(ov, K, args, device), side_by_side(ov, K, args))
                 rows.append((K, cells))
                 notes = "; ".join(c.note for c in cells if c.note)
@@ -232,9 +242,20 @@ def main() -> None:
                       + (f"  ({notes})" if notes else ""), flush=True)
                 if any(c.text == DOES_NOT_FIT for c in cells):
                     break
+                now = time.perf_counter()
+                if share is not None and 2 * K <= args.max_k and now - start + 2 * (now - row_start) > share:
+                    print(f"{model:9} {precision:9} K={2 * K} and up left out: the row would pass this model and "
+                          f"precision's {share:.0f} s of --budget-s", flush=True)
+                    break
                 K *= 2
+        except Exception as e:  # a model or precision that this torch cannot run leaves the others' rows
+            failed.append(f"{model} {precision}")
+            print(f"{model:9} {precision:9} failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}", flush=True)
+            traceback.print_exc()
     for model, rows in table.items():
         print(speedup_line(model, rows))
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
