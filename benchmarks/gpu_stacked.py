@@ -23,7 +23,8 @@ one epoch per model and precision warms the process up first (CUDA context, kern
 column that runs out of device memory (torch.cuda.OutOfMemoryError, or a side-by-side process that does) reads
 "does not fit", and K stops doubling there. The last lines are ``gpu stacked speedup <model>: <ratio>x``:
 fp32 stacked images/s over fp32 sequential at the largest K where both ran, with the ratio over side by side.
-``--budget-s`` bounds the whole run (a lent GPU's minutes): each model and precision gets an equal share of what is
+A row's note gives the largest difference between a seed's final train_loss stacked and alone (the stack trained
+each member as its solo run does, to float tolerance). ``--budget-s`` bounds the whole run (a lent GPU's minutes): each model and precision gets an equal share of what is
 left, and K stops doubling before a row that would pass its share (a row takes about twice the one before it).
 
 Targets (#33): stacked ≥ 4× sequential for cnn at the largest K that fits, and ahead of K processes side by side.
@@ -63,8 +64,10 @@ DOES_NOT_FIT = "does not fit"
 class Cell:
     """One column of a row: its images/s and runs/hour, or the text it shows instead (a reason, does not fit)."""
 
-    def __init__(self, images: int = 0, seconds: float = 0.0, runs: int = 0, text: str | None = None, note: str = ""):
+    def __init__(self, images: int = 0, seconds: float = 0.0, runs: int = 0, text: str | None = None, note: str = "",
+                 losses: list[float] = ()):
         self.images, self.seconds, self.runs, self.text, self.note = images, seconds, runs, text, note
+        self.losses = list(losses)  # each run's final train_loss, by seed
 
     @property
     def measured(self) -> bool:
@@ -124,7 +127,7 @@ def sequential(ov: list[str], K: int, args, device: torch.device) -> Cell:
         except torch.cuda.OutOfMemoryError:
             free_memory()
             return Cell(text=DOES_NOT_FIT)
-    return Cell(examples(results, args.batch), seconds, K)
+    return Cell(examples(results, args.batch), seconds, K, losses=[r["train_loss"] for r in results])
 
 
 def stacked(ov: list[str], K: int, args, device: torch.device) -> Cell:
@@ -149,7 +152,7 @@ def stacked(ov: list[str], K: int, args, device: torch.device) -> Cell:
     sizes = sorted({r["stacked"] for r in results if r.get("stacked")}, reverse=True)
     note = [f"stacked as stacks of {'/'.join(map(str, sizes))}"] if sizes != [K] else []
     note += ["a stack trained under vmap, not folded"] if notes.seen else []
-    return Cell(examples(results, args.batch), seconds, K, note="; ".join(note))
+    return Cell(examples(results, args.batch), seconds, K, note="; ".join(note), losses=[r["train_loss"] for r in results])
 
 
 def side_by_side(ov: list[str], K: int, args) -> Cell:
@@ -181,6 +184,14 @@ def warm_up(ov: list[str]) -> None:
     """One solo epoch, untimed: the CUDA context, the kernels' first calls and the dataset in this process."""
     with tempfile.TemporaryDirectory() as root:
         train(compose(["seed=0", *ov, "trainer.max_epochs=1"]), root)
+
+
+def agreement(seq: Cell, stk: Cell) -> list[str]:
+    """The stacked runs' final train_loss against the same seeds' solo runs (the largest difference): a stack that
+    trained its members wrongly on this device shows here, at no extra time."""
+    if not (seq.losses and len(seq.losses) == len(stk.losses)):
+        return []
+    return [f"train_loss stacked - sequential: max |diff| {max(abs(a - b) for a, b in zip(stk.losses, seq.losses)):.2g}"]
 
 
 def speedup_line(model: str, rows: dict) -> str:
@@ -237,7 +248,7 @@ def main() -> None:
                 row_start = time.perf_counter()
                 cells = (sequential(ov, K, args, device), stacked(ov, K, args, device), side_by_side(ov, K, args))
                 rows.append((K, cells))
-                notes = "; ".join(c.note for c in cells if c.note)
+                notes = "; ".join([c.note for c in cells if c.note] + agreement(*cells[:2]))
                 print(f"{model:9} {precision:9} {K:4d}  {cells[0]}  {cells[1]}  {cells[2]}"
                       + (f"  ({notes})" if notes else ""), flush=True)
                 if any(c.text == DOES_NOT_FIT for c in cells):
