@@ -40,7 +40,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # regbench and its hydra_plug
 timeout 180 "$PY" benchmarks/gpu_stacked.py --quick --models cnn 2>&1 | tee "$OUT/smoke.txt" || exit 1
 
 status=0
-timeout $((STACKED_S + 150)) "$PY" benchmarks/gpu_stacked.py $QUICK --budget-s "$STACKED_S" 2>&1 \
+timeout $((STACKED_S + 150)) "$PY" benchmarks/gpu_stacked.py $QUICK --sequential-runs 4 --budget-s "$STACKED_S" 2>&1 \
   | tee "$OUT/gpu_stacked.txt" || status=1
 timeout $((LOOP_S + 150)) "$PY" benchmarks/gpu.py $LOOP --budget-s "$LOOP_S" 2>&1 \
   | tee "$OUT/gpu.txt" || status=1
