@@ -51,8 +51,6 @@ def main(argv: list[str], parse_run_args, launch) -> int:
     except NothingToSubmit as e:
         print(f"nothing to submit: {e}")
         return 0
-    if submission.error is not None:
-        raise submission.error
     if code:
         return code
     if submission.manifest is None:
@@ -79,7 +77,7 @@ class Submission:
     are the sweep's earlier submissions that still have tasks SLURM has not ended, ``active`` those tasks, ``busy``
     their run dirs. :meth:`planned` sees the checked plan, and ``todo`` is then the run dirs this submission
     trains. The launcher (:func:`launch`, while :func:`submitting` holds it) fills ``manifest`` (None: nothing was left to
-    submit) or ``error``."""
+    submit); an array SLURM refused is raised by the CLI once Hydra is done (:func:`take_refusal`)."""
 
     def __init__(self, command: str):
         self.command = command
@@ -90,7 +88,6 @@ class Submission:
         self.todo: set[str] | None = None
         self.finished = self.skipped = 0
         self.manifest: dict | None = None
-        self.error: Exception | None = None
 
     def busy_in(self, sweep_dir: Path) -> set[str]:
         """The run dirs of ``sweep_dir`` that an earlier submission's tasks still hold, from its manifest and
@@ -125,7 +122,7 @@ class Submission:
 #: `run -m` launches.
 _SUBMISSION: Submission | None = None
 
-#: What sbatch said when it refused a `run -m`'s array in this process (:func:`take_refusal`).
+#: What sbatch said when it refused a sweep's array in this process, under `run -m` or `submit` (:func:`take_refusal`).
 _REFUSED: list = []
 
 #: The preset's launcher (``conf/hydra/launcher/slurm.yaml``), which `submit` also sets for the plugin's
@@ -160,11 +157,8 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
     if _SUBMISSION is not None:
         try:
             _submit(launcher, job_overrides, initial_job_idx, _SUBMISSION)
-        except UserError as e:  # one line, after Hydra is done (nothing was submitted)
-            _SUBMISSION.error = e
-            return []
-        except Exception as e:
-            _SUBMISSION.error = UserError(str(e))
+        except Exception as e:  # raised in one line once Hydra is done (regbench.cli): nothing was submitted
+            _REFUSED.append(e if isinstance(e, UserError) else UserError(str(e)))
             return []
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value={"status": "submitted"})
                 for o in job_overrides]
@@ -180,7 +174,8 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list:
 
 
 def take_refusal():
-    """The UserError of a `run -m` whose array SLURM refused (:func:`launch`), once, or None."""
+    """The UserError of a sweep whose array SLURM refused (:func:`launch`), once, or None: `regbench.cli` raises it
+    after Hydra's launch, for `run -m` and `submit` alike."""
     return _REFUSED.pop() if _REFUSED else None
 
 
