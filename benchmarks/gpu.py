@@ -71,6 +71,12 @@ def config(model: str, mode: str, args, data: list[str]):
                     "trainer.deterministic=false"])
 
 
+def failure(e: Exception) -> str:
+    """A row's text for a step that raised (its traceback printed): ``failed: <type>: <the message's last line>``."""
+    traceback.print_exc()
+    return f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -147,8 +153,7 @@ def main() -> None:
                 bare, ours = bare_loop(cfg), regbench_loop(cfg)
             except Exception as e:  # one mode that this torch cannot run (compile, say) leaves the others' rows
                 failed.append(f"{model} {mode}")
-                print(f"{model:10} {mode:20} failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}", flush=True)
-                traceback.print_exc()
+                print(f"{model:10} {mode:20} {failure(e)}", flush=True)
                 continue
             print(f"{model:10} {mode:20} {bare:11.0f} {ours:15.0f} {ours / bare:6.2f}", flush=True)
     if failed:

@@ -50,12 +50,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import torch
 
-from gpu import cifar_shaped, narrow, sync  # benchmarks/gpu.py, beside this script
+from gpu import cifar_shaped, failure, narrow, sync  # benchmarks/gpu.py, beside this script
 from regbench.build import resolve_device
 from regbench.config import compose
 from regbench.stack import train_stacked, why_not_stackable
@@ -269,8 +268,7 @@ def main() -> None:
                 K *= 2
         except Exception as e:  # a model or precision that this torch cannot run leaves the others' rows
             failed.append(f"{model} {precision}")
-            print(f"{model:9} {precision:9} failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}", flush=True)
-            traceback.print_exc()
+            print(f"{model:9} {precision:9} {failure(e)}", flush=True)
     for model, rows in table.items():
         print(speedup_line(model, rows))
     if failed:
