@@ -28,7 +28,8 @@ are the same work each, so their rate does not depend on K, and the time goes to
 A row's note gives the largest difference between a seed's final train_loss stacked and alone (the stack trained
 each member as its solo run does, to float tolerance). ``--budget-s`` bounds the whole run (a lent GPU's minutes):
 each model and precision gets an equal share of what is left, and K stops doubling before a row that would pass its
-share (a row takes about twice the one before it).
+share (a row takes about twice the one before it); a model and precision that starts after the budget has passed is
+left out: the run passes its budget by at most the warm-up and first row of the last one begun.
 
 Targets (#33): stacked ≥ 4× sequential for cnn at the largest K that fits, and ahead of K processes side by side.
 Runs unchanged on a CUDA machine (trainer.device=auto). On a CPU use ``--quick`` (K up to 2, 256 images, narrow
@@ -242,9 +243,13 @@ def main() -> None:
           f"{'side by side img/s runs/h':>25}", flush=True)
     table: dict[str, dict[str, list]] = {}
     combos = [(model, precision) for model in models for precision in precisions]
-    begun, failed = time.perf_counter(), []
+    begun, failed, left_out = time.perf_counter(), [], {model: [] for model in models}
     for done, (model, precision) in enumerate(combos):
         share = None if args.budget_s is None else (args.budget_s - (time.perf_counter() - begun)) / (len(combos) - done)
+        if share is not None and share <= 0:
+            left_out[model].append(precision)
+            print(f"{model:9} {precision:9} left out: {args.budget_s:.0f} s of --budget-s have passed", flush=True)
+            continue
         start = time.perf_counter()
         try:
             ov = overrides(model, precision, args, data)
@@ -269,8 +274,11 @@ def main() -> None:
         except Exception as e:  # a model or precision that this torch cannot run leaves the others' rows
             failed.append(f"{model} {precision}")
             print(f"{model:9} {precision:9} {failure(e)}", flush=True)
-    for model, rows in table.items():
-        print(speedup_line(model, rows))
+    for model in models:
+        if model in table:
+            print(speedup_line(model, table[model]))
+        elif left_out[model]:
+            print(f"gpu stacked speedup {model}: - (left out: --budget-s had passed)")
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 
