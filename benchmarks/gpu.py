@@ -77,6 +77,13 @@ def failure(e: Exception) -> str:
     return f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
 
 
+def past_budget(budget_s: float | None, begun: float) -> str | None:
+    """A left-out row's text once ``--budget-s`` seconds have passed since ``begun`` (None before, or without one)."""
+    if budget_s is not None and time.perf_counter() - begun > budget_s:
+        return f"left out: {budget_s:.0f} s of --budget-s have passed"
+    return None
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -145,8 +152,8 @@ def main() -> None:
     begun, failed = time.perf_counter(), []
     for model in args.models.split(","):
         for mode in args.modes.split(","):
-            if args.budget_s is not None and time.perf_counter() - begun > args.budget_s:
-                print(f"{model:10} {mode:20} left out: {args.budget_s:.0f} s of --budget-s have passed", flush=True)
+            if passed := past_budget(args.budget_s, begun):
+                print(f"{model:10} {mode:20} {passed}", flush=True)
                 continue
             cfg = config(model, mode, args, data)
             try:

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import torch
 
-from gpu import cifar_shaped, failure, narrow, sync  # benchmarks/gpu.py, beside this script
+from gpu import cifar_shaped, failure, narrow, past_budget, sync  # benchmarks/gpu.py, beside this script
 from regbench.build import resolve_device
 from regbench.config import compose
 from regbench.stack import train_stacked, why_not_stackable
@@ -243,13 +243,13 @@ def main() -> None:
           f"{'side by side img/s runs/h':>25}", flush=True)
     table: dict[str, dict[str, list]] = {}
     combos = [(model, precision) for model in models for precision in precisions]
-    begun, failed, left_out = time.perf_counter(), [], {model: [] for model in models}
+    begun, failed, left_out = time.perf_counter(), [], set()
     for done, (model, precision) in enumerate(combos):
-        share = None if args.budget_s is None else (args.budget_s - (time.perf_counter() - begun)) / (len(combos) - done)
-        if share is not None and share <= 0:
-            left_out[model].append(precision)
-            print(f"{model:9} {precision:9} left out: {args.budget_s:.0f} s of --budget-s have passed", flush=True)
+        if passed := past_budget(args.budget_s, begun):
+            left_out.add(model)
+            print(f"{model:9} {precision:9} {passed}", flush=True)
             continue
+        share = None if args.budget_s is None else (args.budget_s - (time.perf_counter() - begun)) / (len(combos) - done)
         start = time.perf_counter()
         try:
             ov = overrides(model, precision, args, data)
@@ -277,7 +277,7 @@ def main() -> None:
     for model in models:
         if model in table:
             print(speedup_line(model, table[model]))
-        elif left_out[model]:
+        elif model in left_out:
             print(f"gpu stacked speedup {model}: - (left out: --budget-s had passed)")
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
