@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -96,19 +97,28 @@ def test_the_slurm_preset_is_accepted_by_submitit_and_requeues(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_a_timed_out_submitit_job_is_requeued_and_resumes(run_sweep):
-    """submitit_local with a 1-minute limit signals the job 30 s in (its fixed signal delay); the job is
-    requeued and resumes from last.pt. 200 epochs are 44 s of training when this VM runs fast (0.22 s an epoch;
-    120 epochs had fitted in one attempt), so there is at least one requeue. On a slow VM an attempt trains for
-    less (start-up took 7 s of its 30 on 2026-12-07, and 160 epochs did not end within the local executor's
-    default 3 requeues): `+hydra.launcher.max_num_timeout=15`, which hydra-submitit-launcher hands to submitit's
-    executor as for SLURM, lets it finish whatever the machine's speed."""
-    epochs = 200
-    args = ("model=mlp_3x512", "seed=0", f"trainer.max_epochs={epochs}", "trainer.early_stopping.patience=null", "logger=none",
-            "trainer.progress=false", "trainer.num_threads=1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
-            "+hydra.launcher.max_num_timeout=15")
-    out, sweep_dir = run_sweep(*args, timeout=600)
+def test_a_timed_out_submitit_job_is_requeued_and_resumes(run_sweep, tmp_path):
+    """submitit_local with a 1-minute limit signals the job 30 s in (its fixed signal delay); the job is requeued
+    and resumes from last.pt. The local executor runs a job at most 6 times, whatever ``max_num_timeout``, and this
+    VM's speed under load varies by 2.5x (0.22 s to about 1 s an epoch; start-up 3 to 10 s of each 30 s attempt), so
+    no fixed epoch count both requeues on a fast day and ends on a slow one. A 10-epoch run first measures this
+    machine's start-up and epoch time, and the job gets about 2.5 attempts' worth of epochs: at least one requeue
+    unless the machine turns 2x faster, and done within 6 attempts unless it turns 2x slower."""
+    common = ("model=mlp_3x512", "seed=0", "trainer.early_stopping.patience=null", "logger=none",
+              "trainer.progress=false", "trainer.num_threads=1")
+    start = time.perf_counter()
+    out, probe = run_sweep(*common, "trainer.max_epochs=10", sweep_dir=tmp_path / "probe")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    (probe_result,) = [json.loads(p.read_text()) for p in probe.glob("*/result.json")]
+    epoch_s = probe_result["train_time_s"] / 10
+    start_up_s = time.perf_counter() - start - probe_result["train_time_s"]
+    assert start_up_s < 20, f"start-up took {start_up_s:.0f} s of an attempt's 30: too slow a machine for this test"
+    epochs = max(20, round(2.5 * (30 - start_up_s) / epoch_s))  # the probe's start-up has the sweep's own on top
+    args = (*common, f"trainer.max_epochs={epochs}", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
+            "+hydra.launcher.max_num_timeout=5")  # 5 requeues: the 6 runs the local executor allows
+    out, sweep_dir = run_sweep(*args, timeout=600)
+    assert out.returncode == 0, f"{epochs} epochs ({epoch_s:.2f} s each, start-up {start_up_s:.1f} s): " + (
+        out.stdout[-2000:] + out.stderr[-3000:])
     (run_dir,) = [p.parent for p in sweep_dir.glob("*/result.json")]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "completed" and result["epochs_run"] == epochs
