@@ -6,8 +6,6 @@ Each builder checks its own keys and raises :class:`ConfigError` naming the full
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,33 +15,15 @@ from hydra.utils import get_method
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import one_line
 from regbench.data.base import DataSplits, prepare
 from regbench.data.corruption import INPUT_CORRUPTIONS, check_corrupt_test
-from regbench.errors import ConfigError, UserError, check_choice, check_int, check_range
+from regbench.errors import ConfigError, UserError, check_choice, check_int, check_range, config_key, one_line
 from regbench.regularizers.base import Regularizer
 from regbench.schedules import Schedule
 
 # Keys every dataset config has, consumed by regbench.data.base.prepare; the rest go to its loader.
 DATA_KEYS = ("name", "input_shape", "num_classes", "val_fraction", "n_train", "label_noise",
              "input_corruption", "corrupt_test", "normalize", "split_seed", "corruption_seed")
-MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
-
-
-@contextmanager
-def config_key(prefix: str):
-    """Prefix a ConfigError raised inside with the config path it concerns."""
-    try:
-        yield
-    except InstantiationException as e:  # Hydra wraps what a constructor raised
-        cause = e.__cause__
-        if isinstance(cause, ConfigError):
-            raise ConfigError(f"{prefix}.{cause}") from None
-        raise ConfigError(f"{prefix}: {one_line(cause or e)}") from None
-    except ConfigError as e:
-        raise ConfigError(f"{prefix}.{e}") from None
-    except (TypeError, ValueError) as e:  # a constructor refused an argument
-        raise ConfigError(f"{prefix}: {one_line(e)}") from None
 
 
 def instantiate(node: DictConfig, **kwargs):
@@ -286,62 +266,10 @@ def check_logger(cfg_logger: DictConfig | None) -> None:
 
 # ------------------------------------------------------------------------------------ the whole
 
-def check_trainer(t: DictConfig) -> None:
-    with config_key("trainer"):
-        check_int("max_epochs", t.max_epochs, 1)
-        check_int("batch_size", t.batch_size, 1)
-        check_int("eval_batch_size", t.eval_batch_size, 1)
-        if t.train_eval_size is not None:
-            check_int("train_eval_size", t.train_eval_size, 1)
-        check_int("train_eval_every", t.train_eval_every, 1)
-        check_range("checkpoint_every_s", t.checkpoint_every_s, 0)
-        es = t.early_stopping
-        if not isinstance(es, DictConfig):  # `trainer.early_stopping=false` replaces the node with a value
-            raise ConfigError(f"early_stopping={es} is not a group of settings (monitor, patience, min_delta): "
-                              "trainer.early_stopping.patience=null turns early stopping off")
-        check_choice("early_stopping.monitor", es.monitor, MONITORS)
-        if es.patience is not None:
-            check_int("early_stopping.patience", es.patience, 0)
-        check_range("early_stopping.min_delta", es.min_delta, 0)
-        if t.num_threads is not None:
-            check_int("num_threads", t.num_threads, 1)
-        check_choice("progress", t.progress, ("auto", True, False))
-        check_choice("precision", t.precision, (32, "bf16", 16))
-        check_choice("compile", t.compile, (True, False))
-        check_choice("channels_last", t.channels_last, (True, False))
-    if not (t.device == "auto" or str(t.device).split(":")[0] in ("cpu", "cuda", "mps")):
-        raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
-
-
-#: A study name is one folder under outputs/: letters, digits and . _ - + = , (no path separator, no leading dot).
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
-MAX_NAME_LENGTH = 100
-
-
-def check_run(cfg: DictConfig) -> None:
-    """The cheap checks of a composed configuration: name, seed, resume and trainer keys."""
-    name = str(cfg.name)
-    if not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(f"name={name!r} must be one folder name: letters, digits and . _ - + = , "
-                          "(no '/', no leading '.'), so outputs stay inside outputs/")
-    if len(name.encode()) > MAX_NAME_LENGTH:
-        raise ConfigError(f"name is {len(name.encode())} bytes long; at most {MAX_NAME_LENGTH}")
-    check_int("seed", cfg.seed, 0)
-    check_choice("resume", cfg.resume, (True, False, "best"))
-    check_stack(cfg.get("stack", "auto"))
-    check_trainer(cfg.trainer)
-
-
-def check_stack(value) -> None:
-    """``stack`` (how a sweep's runs train together, :mod:`regbench.sweep.stacks`): ``auto`` or a whole number ≥ 1."""
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return
-    raise ConfigError(f"stack={value!r}: must be auto or a whole number ≥ 1 (1 trains every run alone)")
-
-
 def check(cfg: DictConfig) -> None:
-    """Validate a composed configuration without training or writing anything; raise UserError."""
-    check_run(cfg)
+    """Validate what a composed configuration builds (device, data, schedule, trackers, regularizers, model,
+    optimizer) without training or writing anything; raise UserError. The checks that need no torch come first,
+    in :func:`regbench.validate.check_run`."""
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.precision == 16 and device.type != "cuda":
         raise ConfigError(f"trainer.precision=16 needs CUDA (gradient scaling), not {device.type}; use bf16 or 32")

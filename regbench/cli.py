@@ -88,11 +88,7 @@ def run(argv: list[str]) -> int:
 
     args = parse_run_args(argv)
     os.environ[LAUNCHER_PID] = str(os.getpid())  # a launcher's worker processes end when this command is gone
-    if not args.info:
-        from regbench.process import flush_denormals
-
-        flush_denormals()  # before anything starts torch's CPU threads, so that they inherit it
-    try:
+    try:  # the pre-check imports torch only once the composition and the cheap checks passed (regbench.validate)
         return launch(args)
     except UserError as e:  # bad input, found before anything trained: one line, exit 2
         _error(str(e))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import re
 from pathlib import Path
 
 import yaml
@@ -123,11 +122,6 @@ def compose(overrides: list[str] = (), config_name: str = "config", return_hydra
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
-
-
-def one_line(message: str) -> str:
-    """Collapse a multi-line library message into one line for the terminal."""
-    return re.sub(r"\s+", " ", str(message)).strip()
 
 
 def check_group_lists(overrides: list[str]) -> None:

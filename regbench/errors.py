@@ -1,6 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits with code 2."""
 
 import re
+from contextlib import contextmanager
 
 
 class UserError(Exception):
@@ -82,3 +83,29 @@ def check_int(key: str, value, low=None, high=None) -> int:
 def check_choice(key: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, choices))}")
+
+
+@contextmanager
+def config_key(prefix: str):
+    """Prefix a ConfigError raised inside with the config path it concerns; a constructor's own refusal (a TypeError
+    or ValueError, bare or as Hydra wraps it) becomes one."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}.{e}") from None
+    except Exception as e:
+        from hydra.errors import InstantiationException
+
+        if isinstance(e, InstantiationException):  # Hydra wraps what a constructor raised
+            cause = e.__cause__
+            if isinstance(cause, ConfigError):
+                raise ConfigError(f"{prefix}.{cause}") from None
+            raise ConfigError(f"{prefix}: {one_line(cause or e)}") from None
+        if isinstance(e, (TypeError, ValueError)):  # a constructor refused an argument
+            raise ConfigError(f"{prefix}: {one_line(e)}") from None
+        raise
+
+
+def one_line(message) -> str:
+    """Collapse a multi-line library message into one line for the terminal."""
+    return re.sub(r"\s+", " ", str(message)).strip()

@@ -1,25 +1,27 @@
 """Everything `regbench run` can check before anything is written or trained.
 
 :func:`check_command` expands the command into its jobs (one expansion, :func:`regbench.sweep.jobs.command_jobs`,
-the same Hydra's basic sweeper does), composes each job's configuration and checks it with the builders'
-own checks (:func:`regbench.build.check`). A problem is a :class:`UserError` with one line naming the key
-and what is allowed; the CLI prints it and exits with code 2.
+the same Hydra's basic sweeper does), composes each job's configuration and checks it: first the keys that need
+no torch (:func:`check_run`), then the builders' own checks (:func:`regbench.build.check`), the command's first
+import of torch. A problem is a :class:`UserError` with one line naming the key and what is allowed; the CLI
+prints it and exits with code 2.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from regbench.errors import ConfigError, UserError
+from regbench.errors import ConfigError, UserError, check_choice, check_int, check_range, config_key
 
 #: The parts of a configuration whose checks are costly (data, model): checked once per distinct setting.
 COSTLY_PARTS = ("dataset", "model", "regularizer", "optimizer", "scheduler", "logger")
-#: Trainer keys :func:`regbench.build.check` reads beyond :func:`regbench.build.check_run`'s.
+#: Trainer keys :func:`regbench.build.check` reads beyond :func:`check_run`'s.
 COSTLY_TRAINER_KEYS = ("trainer.precision", "trainer.channels_last", "trainer.device")
 
 
@@ -384,17 +386,79 @@ def _check_task(overrides: list[str], costly_checks_done: set, composer: Compose
 
 
 def _check(cfg, key, costly_checks_done: set | None) -> None:
-    from regbench import build
+    """The cheap checks (:func:`check_run`, without torch: a typo is refused before torch is imported), then the
+    builders' (:func:`regbench.build.check`), the command's first torch work, once per distinct costly part."""
     from regbench.config import to_yaml
 
-    build.check_run(cfg)
+    check_run(cfg)
     if key is None:
         parts = {k: cfg.get(k) for k in COSTLY_PARTS}
         key = to_yaml({k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in parts.items()})
     if costly_checks_done is None or key not in costly_checks_done:
+        from regbench import build
+        from regbench.process import flush_denormals
+
+        flush_denormals()  # before the builders start torch's CPU threads, so that they inherit it
         build.check(cfg)
         if costly_checks_done is not None:
             costly_checks_done.add(key)
+
+
+# ------------------------------------------------------------------ the cheap checks, without torch
+
+#: A study name is one folder under outputs/: letters, digits and . _ - + = , (no path separator, no leading dot).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
+MAX_NAME_LENGTH = 100
+#: What trainer.early_stopping.monitor may watch.
+MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+
+def check_run(cfg: DictConfig) -> None:
+    """The cheap checks of a composed configuration: name, seed, resume and trainer keys."""
+    name = str(cfg.name)
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"name={name!r} must be one folder name: letters, digits and . _ - + = , "
+                          "(no '/', no leading '.'), so outputs stay inside outputs/")
+    if len(name.encode()) > MAX_NAME_LENGTH:
+        raise ConfigError(f"name is {len(name.encode())} bytes long; at most {MAX_NAME_LENGTH}")
+    check_int("seed", cfg.seed, 0)
+    check_choice("resume", cfg.resume, (True, False, "best"))
+    check_stack(cfg.get("stack", "auto"))
+    check_trainer(cfg.trainer)
+
+
+def check_stack(value) -> None:
+    """``stack`` (how a sweep's runs train together, :mod:`regbench.sweep.stacks`): ``auto`` or a whole number ≥ 1."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    raise ConfigError(f"stack={value!r}: must be auto or a whole number ≥ 1 (1 trains every run alone)")
+
+
+def check_trainer(t: DictConfig) -> None:
+    with config_key("trainer"):
+        check_int("max_epochs", t.max_epochs, 1)
+        check_int("batch_size", t.batch_size, 1)
+        check_int("eval_batch_size", t.eval_batch_size, 1)
+        if t.train_eval_size is not None:
+            check_int("train_eval_size", t.train_eval_size, 1)
+        check_int("train_eval_every", t.train_eval_every, 1)
+        check_range("checkpoint_every_s", t.checkpoint_every_s, 0)
+        es = t.early_stopping
+        if not isinstance(es, DictConfig):  # `trainer.early_stopping=false` replaces the node with a value
+            raise ConfigError(f"early_stopping={es} is not a group of settings (monitor, patience, min_delta): "
+                              "trainer.early_stopping.patience=null turns early stopping off")
+        check_choice("early_stopping.monitor", es.monitor, MONITORS)
+        if es.patience is not None:
+            check_int("early_stopping.patience", es.patience, 0)
+        check_range("early_stopping.min_delta", es.min_delta, 0)
+        if t.num_threads is not None:
+            check_int("num_threads", t.num_threads, 1)
+        check_choice("progress", t.progress, ("auto", True, False))
+        check_choice("precision", t.precision, (32, "bf16", 16))
+        check_choice("compile", t.compile, (True, False))
+        check_choice("channels_last", t.channels_last, (True, False))
+    if not (t.device == "auto" or str(t.device).split(":")[0] in ("cpu", "cuda", "mps")):
+        raise ConfigError(f"trainer.device={t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
 def _is_sweep(override: str) -> bool:
@@ -409,7 +473,7 @@ def _is_sweep(override: str) -> bool:
 
 def config_error(e: Exception) -> ConfigError:
     """Hydra's composition errors, in one line that names the key and the allowed values."""
-    from regbench.config import one_line
+    from regbench.errors import one_line
 
     text = one_line(e)
     if "Could not find '" in text and "Available options" in text:

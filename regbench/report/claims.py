@@ -110,7 +110,8 @@ def study_claims(name: str, overrides: list[str] = ()) -> list[dict]:
     """The claims of the study ``name``, composed from its file with ``overrides``; checked for shape."""
     from omegaconf import OmegaConf
 
-    from regbench.config import CONFIG_DIR, compose, one_line
+    from regbench.config import CONFIG_DIR, compose
+    from regbench.errors import one_line
 
     if not (CONFIG_DIR / "experiment" / f"{name}.yaml").exists():
         raise UserError(f"the runs are of {name!r}, which is not a named study (conf/experiment/{name}.yaml); "

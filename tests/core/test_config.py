@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from regbench import build
 from regbench.config import CONFIG_DIR, options, run_id, to_container, to_yaml
 from regbench.errors import ConfigError
+from regbench.validate import check_trainer
 
 GROUPS = ("model", "dataset", "optimizer", "scheduler", "trainer", "logger")
 OPTIONS = [(g, option) for g in GROUPS for option in options(g)]
@@ -36,7 +37,7 @@ def test_every_group_option_composes(group, option):
         overrides.append("model=cnn")  # the default cnn1d takes 1-D signals only
     cfg = compose(*overrides)
     assert cfg[group] is not None
-    build.check_trainer(cfg.trainer)
+    check_trainer(cfg.trainer)
     if group == "dataset" and cfg.dataset._target_.startswith(("regbench.data.mnist1d", "regbench.data.digits")):
         build.check(cfg)  # torchvision datasets have no files here; their check is tested with the data
 
