@@ -87,8 +87,9 @@ def check_choice(key: str, value, choices) -> None:
 
 @contextmanager
 def config_key(prefix: str):
-    """Prefix a ConfigError raised inside with the config path it concerns; a constructor's own refusal (a TypeError
-    or ValueError, bare or as Hydra wraps it) becomes one."""
+    """Prefix a ConfigError raised inside with the config path it concerns. What a constructor raised under Hydra's
+    ``instantiate`` (wrapped in its InstantiationException), and a bare TypeError or ValueError (a constructor
+    refusing an argument), become one too."""
     try:
         yield
     except ConfigError as e:
