@@ -82,11 +82,29 @@ def parse_run_args(argv: list[str]) -> RunArgs:
     return args
 
 
+#: Hydra's short flags, by their long names.
+LONG_FLAGS = {"-h": "--help", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion", "-m": "--multirun"}
+
+
+def _check_modes(args: RunArgs) -> None:
+    """Hydra runs one mode and refuses two with a traceback: here, one line. A help flag prints and exits first."""
+    flags = {LONG_FLAGS.get(f.split("=", 1)[0], f.split("=", 1)[0]) for f in args.flags if f.startswith("-")}
+    if flags & {"--help", "--hydra-help"}:
+        return
+    modes = [f for f in ("--multirun", "--cfg", "--info", "--shell-completion") if f in flags]
+    if len(modes) > 1:
+        _error(f"{' and '.join(modes)} cannot be combined: Hydra runs one of --multirun (-m), --cfg, --info and "
+               "--shell-completion")
+    if "--resolve" in flags and "--cfg" not in flags:
+        _error("--resolve goes with --cfg (or --help): it resolves the interpolations of the config --cfg prints")
+
+
 def run(argv: list[str]) -> int:
     from regbench.errors import UserError
     from regbench.sweep.machine import LAUNCHER_PID
 
     args = parse_run_args(argv)
+    _check_modes(args)
     os.environ[LAUNCHER_PID] = str(os.getpid())  # a launcher's worker processes end when this command is gone
     try:  # the pre-check imports torch only once the composition and the cheap checks passed (regbench.validate)
         return launch(args)

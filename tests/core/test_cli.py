@@ -73,6 +73,9 @@ BAD = [
     (["dataset=cifar10", "model=cnn"], "cifar10: no data in"),
     (["-m", "seed=0,1", "optimizer.lr=0.1,-1"], "optimizer.lr=-1"),
     (["--bogus"], "unknown flag"),
+    (["-m", "seed=0,1", "--cfg", "job"], "--multirun and --cfg cannot be combined"),  # were Hydra's tracebacks
+    (["--cfg", "job", "-i"], "--cfg and --info cannot be combined"),
+    (["--resolve"], "--resolve goes with --cfg"),
 ]
 
 
@@ -121,6 +124,10 @@ def test_unknown_command_exits_2():
 def test_config_inspection_flags_pass_through_to_hydra():
     out = run_cli("run", "--cfg", "job", "model=mlp")
     assert out.returncode == 0 and "_target_: regbench.models.mlp.MLP" in out.stdout
+    resolved = run_cli("run", "--cfg", "job", "--resolve", "model=mlp")
+    assert resolved.returncode == 0 and "_target_: regbench.models.mlp.MLP" in resolved.stdout
+    helped = run_cli("run", "-m", "--cfg", "job", "--help")  # a help flag prints, whatever comes with it
+    assert helped.returncode == 0 and "== Configuration groups ==" in helped.stdout
 
 
 def test_version_is_the_release_and_results_carry_it(tmp_path):
