@@ -43,6 +43,8 @@ INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--
 # Hydra flags followed by a value.
 VALUE_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--cfg", "-c", "--package", "-p",
                "--experimental-rerun")
+# Hydra's short flags, by their long names.
+LONG_FLAGS = {"-h": "--help", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion", "-m": "--multirun"}
 
 
 @dataclass
@@ -54,6 +56,7 @@ class RunArgs:
     config_name: str = "config"
     multirun: bool = False
     info: bool = False  # an information flag: Hydra prints and nothing trains
+    named: set[str] = field(default_factory=set)  # the flags given, by their long names (not their values)
 
 
 def parse_run_args(argv: list[str]) -> RunArgs:
@@ -69,6 +72,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
         if flag not in INFO_FLAGS and flag not in VALUE_FLAGS and a not in ("-m", "--multirun"):
             _error(f"unknown flag {a!r} (Hydra flags: -m, --cfg, --info, -cn; see regbench run --help)")
         args.flags.append(a)
+        args.named.add(LONG_FLAGS.get(flag, flag))
         if a in VALUE_FLAGS:  # the value is the next argument
             value = next(it, None)
             if value is not None:
@@ -82,20 +86,15 @@ def parse_run_args(argv: list[str]) -> RunArgs:
     return args
 
 
-#: Hydra's short flags, by their long names.
-LONG_FLAGS = {"-h": "--help", "-c": "--cfg", "-i": "--info", "-sc": "--shell-completion", "-m": "--multirun"}
-
-
 def _check_modes(args: RunArgs) -> None:
     """Hydra runs one mode and refuses two with a traceback: here, one line. A help flag prints and exits first."""
-    flags = {LONG_FLAGS.get(f.split("=", 1)[0], f.split("=", 1)[0]) for f in args.flags if f.startswith("-")}
-    if flags & {"--help", "--hydra-help"}:
+    if args.named & {"--help", "--hydra-help"}:
         return
-    modes = [f for f in ("--multirun", "--cfg", "--info", "--shell-completion") if f in flags]
+    modes = [f for f in ("--multirun", "--cfg", "--info", "--shell-completion") if f in args.named]
     if len(modes) > 1:
         _error(f"{' and '.join(modes)} cannot be combined: Hydra runs one of --multirun (-m), --cfg, --info and "
                "--shell-completion")
-    if "--resolve" in flags and "--cfg" not in flags:
+    if "--resolve" in args.named and "--cfg" not in args.named:
         _error("--resolve goes with --cfg (or --help): it resolves the interpolations of the config --cfg prints")
 
 
